@@ -1,0 +1,35 @@
+"""Evaluation metrics: the 3D pose protocol (``pose``) and the disentanglement checks."""
+
+from handlatent.metrics.disentanglement import (
+    LooKernelRidge,
+    beta_vae_score,
+    latent_regression_table,
+    noise_source,
+    pair_sampler,
+)
+from handlatent.metrics.pose import (
+    PCK_THRESHOLDS_M,
+    auc,
+    epe_stats,
+    evaluate_pose,
+    keypoint_errors,
+    pck_curve,
+    to_metric,
+    viewpoint_error_deg,
+)
+
+__all__ = [
+    "LooKernelRidge",
+    "PCK_THRESHOLDS_M",
+    "auc",
+    "beta_vae_score",
+    "epe_stats",
+    "evaluate_pose",
+    "keypoint_errors",
+    "latent_regression_table",
+    "noise_source",
+    "pair_sampler",
+    "pck_curve",
+    "to_metric",
+    "viewpoint_error_deg",
+]
