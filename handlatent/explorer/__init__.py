@@ -1,0 +1,20 @@
+"""The latent-space explorer's model, without Qt: `Session` and what it is made of.
+
+The GUI in app/ is a view of a `Session`; scripts and tests drive the same object directly.
+"""
+
+from handlatent.explorer.decoder import Decoded, DecodeWorker
+from handlatent.explorer.events import Events
+from handlatent.explorer.figures import draw_skeleton, fit_extent, frame_with_skeleton, panel_grid
+from handlatent.explorer.history import History
+from handlatent.explorer.images import (MAX_PIXELS, SLOTS, ImageError, LoadedImage,
+                                        prepare_image)
+from handlatent.explorer.presets import PresetError
+from handlatent.explorer.session import EVENTS, Session
+from handlatent.explorer.stats import INACTIVE_KL, estimate_kl_per_dim
+from handlatent.explorer.walk import ExportCancelled
+
+__all__ = ["EVENTS", "INACTIVE_KL", "MAX_PIXELS", "SLOTS", "DecodeWorker", "Decoded", "Events",
+           "ExportCancelled", "History", "ImageError", "LoadedImage", "PresetError", "Session",
+           "draw_skeleton", "estimate_kl_per_dim", "fit_extent", "frame_with_skeleton",
+           "panel_grid", "prepare_image"]

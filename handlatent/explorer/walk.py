@@ -1,0 +1,146 @@
+"""Latent walks: interpolated frames between two latents, and their export as GIF, MP4 or PNG.
+
+An export writes to a temporary file beside the target and renames it at the end, so a
+cancelled or failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from PIL import Image
+
+from handlatent.explorer.decoder import Decoded
+from handlatent.explorer.files import reserve_temp
+from handlatent.explorer.figures import fit_extent, frame_with_skeleton
+
+FORMATS = (".gif", ".mp4", ".png")
+DECODE_CHUNK = 8  # latents decoded per forward pass during an export
+
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool]
+
+
+class ExportCancelled(Exception):
+    """Raised by an export when its `cancel()` returned True; no file was left behind."""
+
+
+def interpolate(a: np.ndarray, b: np.ndarray, base: np.ndarray, moving: Iterable[slice],
+                n: int) -> np.ndarray:
+    """(n, d) latents: the `moving` slices go linearly from a to b (endpoints exact), the rest
+    stay at `base`."""
+    if n < 1:
+        raise ValueError(f"a walk needs at least 1 frame, got {n}")
+    a, b, base = (np.asarray(v, dtype=np.float32) for v in (a, b, base))
+    t = np.linspace(0.0, 1.0, n, dtype=np.float64)[:, None] if n > 1 else np.zeros((1, 1))
+    frames = np.repeat(base[None], n, axis=0)
+    for s in moving:
+        lerp = (1 - t) * a[s].astype(np.float64) + t * b[s].astype(np.float64)
+        frames[:, s] = lerp.astype(np.float32)
+        frames[0, s], frames[-1, s] = (a[s], b[s]) if n > 1 else (a[s], a[s])
+    return frames
+
+
+def check_export_path(path: str | os.PathLike) -> Path:
+    """`path` as a Path, if its suffix is a supported format and its folder exists."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(f"{path}: unsupported export format {path.suffix or '(none)'!r}; "
+                         f"use one of {', '.join(FORMATS)}")
+    if not path.parent.is_dir():
+        raise ValueError(f"{path}: folder {path.parent} does not exist")
+    return path
+
+
+def export_frames(decode: Callable[[np.ndarray], list[Decoded]], latents: np.ndarray,
+                  path: str | os.PathLike, *, fps: float = 12, extent: float | None = None,
+                  scale: int = 1, progress: Progress | None = None,
+                  cancel: Cancel | None = None) -> Path:
+    """Decode `latents` (n, d) and write them to `path` (.gif animation, .mp4 H.264 video, or
+    .png strip, left to right); each frame is the image beside its skeleton, (kS, 2kS).
+
+    `extent` fixes the skeleton scale (default: fitted to the first chunk of frames);
+    `progress(i, n)` is called after frame i (1..n) is written; `cancel()` is polled before each
+    frame and, when True, the partial file is removed and ExportCancelled raised. A GIF merges
+    consecutive identical frames (Pillow adds their durations), e.g. when A equals B.
+    """
+    path = check_export_path(path)
+    latents = np.asarray(latents, dtype=np.float32)
+    n = len(latents)
+    if latents.ndim != 2 or n < 1:
+        raise ValueError(f"expected latents of shape (n >= 1, d), got {latents.shape}")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale must be an integer >= 1, got {scale}")
+    suffix = path.suffix.lower()
+    tmp = reserve_temp(path, f".partial{suffix}")
+    writer = _Writer(suffix, tmp, fps)
+    try:
+        done = 0
+        for start in range(0, n, DECODE_CHUNK):
+            if cancel is not None and cancel():
+                raise ExportCancelled(f"export to {path} cancelled")
+            chunk = decode(latents[start:start + DECODE_CHUNK])
+            if extent is None:
+                extent = fit_extent(np.stack([f.xyz for f in chunk])) * 1.15
+            for k, frame in enumerate(chunk):
+                if k and cancel is not None and cancel():
+                    raise ExportCancelled(f"export to {path} cancelled")
+                writer.append(frame_with_skeleton(frame.image, frame.xyz, extent=extent,
+                                                  scale=int(scale)))
+                done += 1
+                if progress is not None:
+                    progress(done, n)
+        writer.close()
+        os.replace(tmp, path)
+    except BaseException:
+        writer.abort()
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+class _Writer:
+    """Appends RGB frames to a GIF, MP4 or PNG-strip file."""
+
+    def __init__(self, suffix: str, path: Path, fps: float) -> None:
+        self.suffix, self.path, self.fps = suffix, path, fps
+        self.frames: list[np.ndarray] = []
+        self.video = None
+
+    def append(self, frame: np.ndarray) -> None:
+        if self.suffix == ".mp4":
+            if self.video is None:
+                import imageio.v2 as imageio  # imported on first use: it is slow to import
+                self.video = imageio.get_writer(
+                    self.path, format="FFMPEG", mode="I", fps=self.fps, codec="libx264",
+                    quality=8, pixelformat="yuv420p", macro_block_size=16,
+                    ffmpeg_log_level="error")
+            self.video.append_data(frame)
+        else:
+            self.frames.append(frame)
+
+    def close(self) -> None:
+        if self.suffix == ".mp4":
+            if self.video is not None:
+                self.video.close()
+                self.video = None
+        elif self.suffix == ".gif":
+            images = [Image.fromarray(f) for f in self.frames]
+            images[0].save(self.path, format="GIF", save_all=True, append_images=images[1:],
+                           duration=round(1000 / self.fps), loop=0, disposal=1)
+        else:
+            Image.fromarray(np.concatenate(self.frames, axis=1)).save(self.path, format="PNG")
+
+    def abort(self) -> None:
+        if self.video is not None:
+            try:
+                self.video.close()
+            except Exception:
+                pass
+            self.video = None
+
