@@ -1,0 +1,133 @@
+"""The dVAE training objective, supplement eq. 6: -(ELBO_dis + ELBO_emb), to minimise.
+
+Scale: every reconstruction term is a sum of squared errors over a sample's elements and every
+KL a sum over latent dimensions, both averaged over the batch (docs/model.md, "Objective
+and loss scale").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from handlatent.model.dvae import DVAE
+from handlatent.skeleton import compose
+
+RECONSTRUCTIONS = ("image", "cpose", "viewpoint", "xyz")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the objective's terms, the same in both steps.
+
+    beta multiplies each KL; w_* the reconstruction terms (w_xyz: the composed 3D pose, not in
+    the paper's ELBO, off by default).
+    """
+
+    beta: float = 1.0
+    w_image: float = 1.0
+    w_cpose: float = 1.0
+    w_viewpoint: float = 1.0
+    w_xyz: float = 0.0
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per sample, summed over the last axis: shape (B,)."""
+    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(-1)
+
+
+def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Reparameterised sample mu + sigma * eps, differentiable in mu and logvar."""
+    return mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+
+
+def squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum of squared errors per sample over all non-batch axes: shape (B,)."""
+    return (prediction - target).square().flatten(1).sum(-1)
+
+
+def _step_terms(decoded: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
+                posterior: Mapping[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int
+                ) -> dict[str, torch.Tensor]:
+    """Reconstruction and KL terms of one step, summed over its samples and divided by B.
+
+    `decoded` and `targets` map each of RECONSTRUCTIONS to tensors over the same samples.
+    """
+    terms = {name: squared_error(decoded[name], targets[name]).sum() / batch_size
+             for name in RECONSTRUCTIONS}
+    for name, (mu, logvar) in posterior.items():
+        terms[f"kl_{name}"] = gaussian_kl(mu, logvar).sum() / batch_size
+    return terms
+
+
+def _weighted(terms: Mapping[str, torch.Tensor], cfg: LossConfig) -> torch.Tensor:
+    """The step's negated ELBO: weighted reconstructions plus beta times the KLs."""
+    weights = {"image": cfg.w_image, "cpose": cfg.w_cpose, "viewpoint": cfg.w_viewpoint,
+               "xyz": cfg.w_xyz}
+    return (sum(weights[name] * terms[name] for name in RECONSTRUCTIONS)
+            + cfg.beta * sum(v for k, v in terms.items() if k.startswith("kl_")))
+
+
+def dvae_loss(model: DVAE, batch: Mapping[str, torch.Tensor], cfg: LossConfig
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """-(ELBO_dis + ELBO_emb) on a batch, and its terms named "dis/image", "emb/kl_z_u", ...
+
+    Disentangling step (labelled samples only): z_y1, z_y2 from the label encoders, z_u from the
+    image encoder (gradients flow into it); every network learns. Embedding step: z from the
+    image encoder alone, decoders fixed (their parameters get no gradient, the encoder does).
+    Samples with `labelled` False contribute only the embedding step's image and KL terms.
+    """
+    image = batch["image"]
+    batch_size = image.shape[0]
+    labelled = batch.get("labelled")
+    if labelled is None:
+        labelled = torch.ones(batch_size, dtype=torch.bool, device=image.device)
+    is_right = batch.get("is_right")
+    layout = model.layout
+
+    def on_labelled(value: torch.Tensor | None) -> torch.Tensor | None:
+        return None if value is None else value[labelled]
+
+    cpose, viewpoint = batch["cpose"][labelled], batch["viewpoint"][labelled]
+    targets = {"image": image, "cpose": cpose, "viewpoint": viewpoint,
+               "xyz": compose(cpose, viewpoint, is_right=on_labelled(is_right))}
+
+    mu_x, logvar_x = model.encode_image(image)
+    z_x = sample_posterior(mu_x, logvar_x)
+    x_posterior = {name: (mu_x[..., s], logvar_x[..., s]) for name, s in layout.slices.items()}
+
+    mu_y1, logvar_y1, mu_y2, logvar_y2 = model.encode_labels(cpose, viewpoint)
+    dis_posterior = {"z_y1": (mu_y1, logvar_y1), "z_y2": (mu_y2, logvar_y2),
+                     "z_u": tuple(on_labelled(t) for t in x_posterior["z_u"])}
+    z_dis = layout.join({"z_y1": sample_posterior(mu_y1, logvar_y1),
+                         "z_y2": sample_posterior(mu_y2, logvar_y2),
+                         "z_u": on_labelled(layout.split(z_x)["z_u"])})
+    dis = _step_terms(model.decode(z_dis, on_labelled(is_right)),
+                      {**targets, "image": image[labelled]}, dis_posterior, batch_size)
+
+    fixed = {name: p.detach() for name, p in model.named_parameters()}
+    decoded = functional_call(model, fixed, (z_x,), {"is_right": is_right})
+    emb = _step_terms({name: on_labelled(decoded[name]) for name in RECONSTRUCTIONS[1:]}
+                      | {"image": decoded["image"]}, targets, x_posterior, batch_size)
+
+    terms = {f"{step}/{k}": v for step, t in (("dis", dis), ("emb", emb)) for k, v in t.items()}
+    terms["dis"], terms["emb"] = _weighted(dis, cfg), _weighted(emb, cfg)
+    terms["total"] = terms["dis"] + terms["emb"]
+    return terms["total"], terms
+
+
+class DVAELoss(nn.Module):
+    """`dvae_loss` as a module, so a trainer can wrap it in DistributedDataParallel."""
+
+    def __init__(self, model: DVAE, cfg: LossConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+
+    def forward(self, batch: Mapping[str, torch.Tensor]
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return dvae_loss(self.model, batch, self.cfg)

@@ -1,0 +1,181 @@
+"""The dVAE networks: latent layout, config, ResNet-18 encoder, DCGAN decoder, pose MLPs."""
+
+import pytest
+import torch
+
+from handlatent.model import DVAE, LatentLayout, ModelConfig, build_model, load_torchvision_resnet18
+from handlatent.model.image_decoder import DCGANDecoder
+from handlatent.model.mlp import MLP
+from handlatent.model.resnet import resnet18
+from handlatent.skeleton import compose
+
+torch.set_num_threads(1)  # the 2 shared cores: one thread avoids OpenMP stalls under load
+TINY = ModelConfig(image_size=64, z_y1=5, z_y2=3, z_u=2, hidden=32, decoder_channels=16)
+
+
+def test_layout_slices_split_and_join_round_trip():
+    layout = LatentLayout(z_y1=4, z_y2=3, z_u=2)
+    assert layout.names == ("z_y1", "z_y2", "z_u") and layout.sizes == (4, 3, 2)
+    assert layout.total == 9
+    assert layout.slices == {"z_y1": slice(0, 4), "z_y2": slice(4, 7), "z_u": slice(7, 9)}
+    z = torch.randn(2, 9)
+    parts = layout.split(z)
+    assert torch.equal(parts["z_y2"], z[:, 4:7])
+    assert torch.equal(layout.join(parts), z)
+    assert LatentLayout.from_dict(layout.to_dict()) == layout
+    assert set(LatentLayout.TITLES) == set(layout.names)
+
+
+def test_layout_defaults_total_the_papers_64_and_reject_bad_sizes():
+    assert LatentLayout().total == 64
+    assert LatentLayout(8, 8, 0).split(torch.zeros(1, 16))["z_u"].shape == (1, 0)
+    for bad in ({"z_y1": 0}, {"z_u": -1}, {"z_y2": 2.0}):
+        with pytest.raises(ValueError):
+            LatentLayout(**bad)
+    with pytest.raises(ValueError, match="unknown"):
+        LatentLayout.from_dict({"z_y1": 1, "z_v": 2})
+    with pytest.raises(ValueError, match="entries"):
+        LatentLayout().split(torch.zeros(2, 63))
+    with pytest.raises(ValueError, match="expected sub-latents"):
+        LatentLayout(2, 2, 2).join({"z_y1": torch.zeros(1, 2)})
+
+
+def test_model_config_round_trips_and_names_bad_keys():
+    assert ModelConfig.from_dict(TINY.to_dict()) == TINY
+    assert TINY.layout == LatentLayout(5, 3, 2)
+    with pytest.raises(ValueError, match="unknown model config keys: \\['depth'\\]"):
+        ModelConfig.from_dict({"depth": 3})
+    with pytest.raises(ValueError, match="image_size"):
+        ModelConfig(image_size=96)
+    with pytest.raises(ValueError, match="hidden must be an int"):
+        ModelConfig(hidden="512")
+
+
+@pytest.mark.parametrize("size, stages", [(64, 3), (128, 4), (256, 5)])
+def test_image_decoder_follows_table_1(size, stages):
+    decoder = DCGANDecoder(latent_size=64, image_size=size).eval()
+    tconvs = [m for m in decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(tconvs) == stages
+    assert decoder.fc.out_features == 8192
+    assert [t.out_channels for t in tconvs] == [64, 32, 16, 8][:stages - 1] + [3]
+    assert all(t.kernel_size == (5, 5) and t.stride == (2, 2) for t in tconvs)
+    with torch.no_grad():
+        image = decoder(torch.randn(2, 64))
+    assert image.shape == (2, 3, size, size)
+    assert image.abs().max() <= 1
+
+
+def test_image_decoder_rejects_sizes_it_cannot_reach():
+    with pytest.raises(ValueError, match="image_size"):
+        DCGANDecoder(8, 96)
+    with pytest.raises(ValueError, match="halve"):
+        DCGANDecoder(8, 256, channels=8)
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_resnet18_encoder_works_at_every_image_size(size):
+    encoder = resnet18(num_outputs=10).eval()
+    with torch.no_grad():
+        assert encoder(torch.randn(1, 3, size, size)).shape == (1, 10)
+
+
+def test_resnet18_has_torchvisions_names_and_shapes():
+    state = resnet18(num_outputs=1000).state_dict()
+    assert len([k for k in state if not k.endswith("num_batches_tracked")]) == 102
+    assert state["conv1.weight"].shape == (64, 3, 7, 7)
+    assert state["layer2.0.downsample.0.weight"].shape == (128, 64, 1, 1)
+    assert state["layer4.1.bn2.running_var"].shape == (512,)
+    assert state["fc.weight"].shape == (1000, 512)
+    assert "layer1.0.downsample.0.weight" not in state
+
+
+def test_load_torchvision_resnet18_copies_all_but_fc(tmp_path):
+    imagenet = resnet18(num_outputs=1000)  # stands in for torchvision's resnet18-*.pth
+    with torch.no_grad():
+        for p in imagenet.parameters():
+            p.normal_()
+    state = {k: v for k, v in imagenet.state_dict().items()
+             if not k.endswith("num_batches_tracked")}  # older torchvision files lack them
+    torch.save(state, tmp_path / "resnet18.pth")
+    encoder = resnet18(num_outputs=20)
+    fc_before = encoder.fc.weight.clone()
+    load_torchvision_resnet18(encoder, tmp_path / "resnet18.pth")
+    for name, value in encoder.state_dict().items():
+        if name in state and not name.startswith("fc."):
+            assert torch.equal(value, state[name]), name
+    assert torch.equal(encoder.fc.weight, fc_before)
+
+    del state["layer3.1.conv2.weight"]
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(ValueError, match="missing \\['layer3.1.conv2.weight'\\]"):
+        load_torchvision_resnet18(encoder, tmp_path / "broken.pth")
+
+
+def test_pose_mlps_follow_table_2():
+    model = build_model(ModelConfig(z_y1=32, z_y2=16, z_u=16))
+    linear = [m for m in model.cpose_encoder if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [(63, 512), (512, 512), (512, 64)]
+    linear = [m for m in model.viewpoint_decoder if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [(16, 512), (512, 9)]
+    assert MLP(4, 2, hidden=8, depth=2)(torch.zeros(3, 2, 2)).shape == (3, 2)
+    with pytest.raises(ValueError):
+        MLP(4, 2, depth=0)
+
+
+@pytest.mark.parametrize("size, total", [(64, 12_708_491), (128, 12_720_123), (256, 12_722_739)])
+def test_parameter_counts_match_docs(size, total):
+    model = build_model(ModelConfig(image_size=size))
+    assert sum(p.numel() for p in model.parameters()) == total
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_model(TINY).eval()
+
+
+def test_decode_gives_image_rotation_and_composed_pose(tiny):
+    z = tiny.sample_prior(3)
+    is_right = torch.tensor([False, True, False])
+    with torch.no_grad():
+        out = tiny.decode(z, is_right)
+    assert set(out) == {"image", "cpose", "viewpoint", "xyz"}
+    assert out["image"].shape == (3, 3, 64, 64) and out["image"].abs().max() <= 1
+    assert out["cpose"].shape == (3, 21, 3)
+    rot = out["viewpoint"]
+    assert torch.allclose(rot @ rot.transpose(-1, -2), torch.eye(3).expand(3, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(rot), torch.ones(3), atol=1e-5)
+    assert torch.allclose(out["xyz"], compose(out["cpose"], rot, is_right=is_right))
+    with torch.no_grad():
+        pose = tiny.decode_pose(z, is_right)
+        assert torch.equal(tiny(z, is_right)["image"], out["image"])
+    for key in ("cpose", "viewpoint", "xyz"):
+        assert torch.equal(pose[key], out[key])
+
+
+def test_pose_depends_only_on_its_sub_latents(tiny):
+    z = tiny.sample_prior(2)
+    changed = z.clone()
+    changed[:, tiny.layout.slices["z_u"]] += 1
+    changed[:, tiny.layout.slices["z_y2"]] += 1
+    with torch.no_grad():
+        a, b = tiny.decode_pose(z), tiny.decode_pose(changed)
+    assert torch.equal(a["cpose"], b["cpose"])
+    assert not torch.allclose(a["viewpoint"], b["viewpoint"])
+
+
+def test_encoders_give_mean_and_logvar_of_the_right_sizes(tiny):
+    with torch.no_grad():
+        mu, logvar = tiny.encode_image(torch.rand(2, 3, 64, 64) * 2 - 1)
+        mu_y1, logvar_y1, mu_y2, logvar_y2 = tiny.encode_labels(torch.randn(2, 21, 3),
+                                                                torch.eye(3).expand(2, 3, 3))
+    assert mu.shape == logvar.shape == (2, 10)
+    assert mu_y1.shape == logvar_y1.shape == (2, 5)
+    assert mu_y2.shape == logvar_y2.shape == (2, 3)
+
+
+def test_sample_prior_is_reproducible_with_a_generator(tiny):
+    a = tiny.sample_prior(4, generator=torch.Generator().manual_seed(1))
+    b = tiny.sample_prior(4, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (4, 10) and torch.equal(a, b)
+    assert isinstance(tiny, DVAE) and tiny.layout == TINY.layout and tiny.config == TINY
