@@ -1,0 +1,56 @@
+"""Datasets: ``open_dataset(spec)`` turns a dataset spec into a torch ``Dataset``.
+
+A spec is a path, optionally with a kind prefix: ``PATH`` or ``synth:PATH`` open a directory
+written by ``handlatent-synth`` (:class:`handlatent.data.synthetic.SyntheticHandDataset`). Readers
+for real datasets (``rhd:``, ``stb:``) are added with :func:`register_reader`. Every dataset's
+items are dicts with the keys of ``SyntheticHandDataset`` (``labelled`` tells whether the 3D
+labels are real).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Callable
+
+__all__ = ["open_dataset", "register_reader", "readers"]
+
+_READERS: dict[str, Callable] = {}
+_PREFIX = re.compile(r"^([a-z][a-z0-9_]+):(.*)$", re.S)  # 2+ letters: not a drive letter
+
+
+def register_reader(kind: str, reader: Callable) -> None:
+    """Make ``open_dataset("KIND:PATH", **kw)`` call ``reader(PATH, **kw)``."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]+", kind):
+        raise ValueError(f"bad dataset kind {kind!r}")
+    _READERS[kind] = reader
+
+
+def readers() -> list[str]:
+    return sorted(_READERS)
+
+
+def _open_synth(path, **kwargs):
+    from handlatent.data.synthetic import SyntheticHandDataset
+
+    return SyntheticHandDataset(path, **kwargs)
+
+
+register_reader("synth", _open_synth)
+
+
+def open_dataset(spec, **kwargs):
+    """Open the dataset named by ``spec`` (a path, or ``KIND:PATH``).
+
+    Raises ``FileNotFoundError`` or ``ValueError`` with one line naming the path and the problem.
+    """
+    s = os.fspath(spec)
+    m = _PREFIX.match(s)
+    if m is not None and not os.path.exists(s):
+        kind, path = m.group(1), m.group(2)
+        if kind not in _READERS:
+            raise ValueError(f"{s}: unknown dataset kind {kind!r} (known: {', '.join(readers())})")
+        if not path:
+            raise ValueError(f"{s}: no path after '{kind}:'")
+        return _READERS[kind](path, **kwargs)
+    return _READERS["synth"](s, **kwargs)

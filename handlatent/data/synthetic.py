@@ -1,0 +1,107 @@
+"""A torch ``Dataset`` over a synthetic dataset directory written by ``handlatent-synth``.
+
+Images stay in a read-only memory map (no per-sample decoding); labels (a few hundred bytes per
+sample) are loaded into memory once. The object pickles without its memory map, so DataLoader
+workers reopen the file themselves instead of receiving a copy of the images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from handlatent.synth import store
+
+__all__ = ["SyntheticHandDataset"]
+
+
+class SyntheticHandDataset(Dataset):
+    """Items are dicts of tensors:
+
+    ``image`` float32 (3, S, S) in [-1, 1]; ``xyz`` (21, 3) metres, camera frame, palm at 0;
+    ``cpose`` (21, 3); ``viewpoint`` (3, 3); ``scale`` float32 scalar (metres); ``uv`` (21, 2)
+    pixels; ``visible`` (21,) bool; ``is_right`` bool; ``labelled`` bool (always True);
+    ``content`` (F,) float32 (skin, light, background factors, names in ``content_names``);
+    also ``K`` (3, 3) and ``template`` (int64 scalar).
+
+    ``indices``: optionally a subset (any integer index array) of the samples.
+    """
+
+    KEYS = ("image", "xyz", "cpose", "viewpoint", "scale", "uv", "visible", "is_right",
+            "labelled", "content", "K", "template")
+
+    def __init__(self, path, indices=None):
+        self.path = Path(path)
+        meta, images, labels = store.open_arrays(self.path)
+        self.meta = meta
+        self.size = int(meta["size"])
+        self.content_names = list(meta["content_factor_names"])
+        self.template_names = list(meta["template_names"])
+        self._labels = labels
+        self._images = images
+        n = int(meta["count"])
+        if indices is None:
+            self.indices = None
+        else:
+            idx = np.arange(n)[np.asarray(indices)]
+            self.indices = np.ascontiguousarray(idx, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.meta["count"]) if self.indices is None else len(self.indices)
+
+    def _reopen(self) -> None:
+        meta, self._images, self._labels = store.open_arrays(self.path)
+        if meta != self.meta:
+            raise ValueError(f"{self.path}: the dataset changed on disk since it was opened")
+
+    @property
+    def images(self) -> np.ndarray:
+        """(N, S, S, 3) uint8 memory map of all images (reopened lazily after unpickling)."""
+        if self._images is None:
+            self._reopen()
+        return self._images
+
+    @property
+    def labels(self) -> dict[str, np.ndarray]:
+        """All label arrays (first axis: every sample of the directory, ignoring ``indices``)."""
+        if self._labels is None:
+            self._reopen()
+        return self._labels
+
+    def __getstate__(self):
+        # Pickled for DataLoader workers: send the path, not the images or labels.
+        state = self.__dict__.copy()
+        state["_images"] = None
+        state["_labels"] = None
+        return state
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        n = len(self)
+        i = int(i)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {n} samples")
+        i %= n
+        j = i if self.indices is None else int(self.indices[i])
+        L = self.labels
+        image = torch.from_numpy(np.array(self.images[j]))  # one copy out of the memmap
+        image = image.permute(2, 0, 1).to(torch.float32).div_(127.5).sub_(1.0)
+        return {
+            "image": image,
+            "xyz": torch.tensor(L["xyz"][j]),
+            "cpose": torch.tensor(L["cpose"][j]),
+            "viewpoint": torch.tensor(L["viewpoint"][j]),
+            "scale": torch.tensor(L["scale"][j], dtype=torch.float32),
+            "uv": torch.tensor(L["uv"][j]),
+            "visible": torch.tensor(L["visible"][j]),
+            "is_right": torch.tensor(bool(L["is_right"][j])),
+            "labelled": torch.tensor(True),
+            "content": torch.tensor(L["content"][j]),
+            "K": torch.tensor(L["K"][j]),
+            "template": torch.tensor(int(L["template"][j])),
+        }
+
+    def __repr__(self) -> str:
+        return f"SyntheticHandDataset({str(self.path)!r}, {len(self)} samples, {self.size}px)"

@@ -1,0 +1,244 @@
+"""handlatent-eval: the CLI end to end on a tiny model and dataset, and a known-answer test that
+proves the evaluator's unit handling (bone units × GT scale, root-relative, GT handedness,
+visibility) with an oracle model."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from handlatent.checkpoint import save_checkpoint
+from handlatent.metrics import PCK_THRESHOLDS_M, evaluate_pose
+from handlatent.model import LatentLayout, ModelConfig, build_model
+from handlatent.skeleton import compose
+from handlatent.training import evaluate_cli
+from handlatent.training.evaluate import EvalOptions, evaluate
+from handlatent.training.figures import FIGURES
+
+SIZE = 64
+COUNT = 32
+TINY = ModelConfig(image_size=SIZE, z_y1=6, z_y2=4, z_u=3, hidden=16, decoder_channels=4)
+SMALL_DISENTANGLEMENT = ["--regression-samples", "24", "--beta-vae-pairs", "2",
+                         "--beta-vae-train", "8", "--beta-vae-eval", "8"]
+
+
+@pytest.fixture(scope="module")
+def synth_data(tmp_path_factory):
+    from handlatent.synth import cli as synth_cli
+
+    path = tmp_path_factory.mktemp("data") / "synth"
+    assert synth_cli.main(["--out", str(path), "--count", str(COUNT), "--size", str(SIZE),
+                           "--seed", "3", "--quiet"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, build_model(TINY).eval())
+    return path
+
+
+@pytest.fixture(scope="module")
+def cli_run(synth_data, checkpoint, tmp_path_factory):
+    """One full CLI run (JSON, plots, figures, disentanglement) shared by the checks below."""
+    out = tmp_path_factory.mktemp("eval")
+    argv = ["--checkpoint", str(checkpoint), "--data", str(synth_data), "--json",
+            str(out / "eval.json"), "--plots", str(out / "plots"), "--figures", str(out / "figs"),
+            "--batch-size", "12", "--device", "cpu", "--threads", "1", "--quiet",
+            *SMALL_DISENTANGLEMENT]
+    assert evaluate_cli.main(argv) == 0
+    return out, json.loads((out / "eval.json").read_text())
+
+
+def test_json_keys_shapes_and_ranges(cli_run, checkpoint, synth_data):
+    _, r = cli_run
+    for key in ("auc_20_50", "epe_mean_mm", "epe_median_mm", "pck", "viewpoint_error_deg",
+                "image_mse", "kl", "disentanglement", "checkpoint", "data", "count"):
+        assert key in r, key
+    assert r["checkpoint"] == str(checkpoint) and r["data"] == str(synth_data)
+    assert r["count"] == COUNT == r["labelled_count"]
+    assert 0.0 <= r["auc_20_50"] <= 1.0 and 0.0 <= r["auc_0_50"] <= 1.0
+    assert r["epe_mean_mm"] > 0 and r["epe_median_mm"] > 0
+    assert 0.0 <= r["viewpoint_error_deg"] <= 180.0
+    pck = np.array(r["pck"]["values"])
+    assert np.allclose(r["pck"]["thresholds_mm"], PCK_THRESHOLDS_M * 1000)
+    assert pck.shape == (20,) and np.all(np.diff(pck) >= 0) and 0 <= pck.min() and pck.max() <= 1
+    assert 0.0 < r["image_mse"] <= 4.0  # [-1, 1] images: the squared error is at most 4
+
+
+def test_kl_per_sub_latent_and_dimension(cli_run):
+    kl = cli_run[1]["kl"]
+    sizes = {"z_y1": TINY.z_y1, "z_y2": TINY.z_y2, "z_u": TINY.z_u}
+    for name, size in sizes.items():
+        assert len(kl["per_dim"][name]) == size
+        assert all(v >= 0 for v in kl["per_dim"][name])
+        assert kl[name] == pytest.approx(sum(kl["per_dim"][name]), rel=1e-9)
+    assert kl["total"] == pytest.approx(sum(kl[n] for n in sizes), rel=1e-9)
+
+
+def test_disentanglement_report(cli_run):
+    dis = cli_run[1]["disentanglement"]
+    t4 = dis["table4"]
+    assert t4["samples"] == 24
+    assert list(t4["sources"]) == ["z_y1~q(x)", "z_y1~q(y1)", "z_y2~q(x)", "z_y2~q(y2)",
+                                   "z_cross~q(x)", "noise"]
+    for row in t4["sources"].values():
+        assert 0.0 <= row["y1"] <= 1.0 and row["y2"] >= 0.0
+    bv = dis["beta_vae"]  # synthetic data: the generator's six factor groups
+    assert bv["factors"] == ["pose", "shape", "viewpoint", "skin", "light", "background"]
+    assert 0.0 <= bv["score"] <= 1.0 and bv["score"] == bv["eval_accuracy"]
+    assert (bv["pairs_per_point"], bv["n_train"], bv["n_eval"]) == (2, 8, 8)
+
+
+def _png(path, min_side=64):
+    assert path.is_file() and path.stat().st_size > 1000, path
+    with Image.open(path) as im:
+        assert im.format == "PNG" and min(im.size) >= min_side
+        return im.size
+
+
+def test_plots_and_figures_are_pngs(cli_run):
+    out, _ = cli_run
+    _png(out / "plots" / "pck.png", 200)
+    w, h = _png(out / "plots" / "reconstructions.png")
+    assert w < h  # 3 columns (input | reconstruction | from labels), 8 rows
+    for name in FIGURES:
+        _png(out / "figs" / f"{name}.png", 128)
+
+
+def test_figures_are_deterministic(synth_data, checkpoint, tmp_path):
+    from handlatent import load_model
+    from handlatent.data import open_dataset
+    from handlatent.training.figures import make_figures
+
+    model, ds = load_model(checkpoint, device="cpu"), open_dataset(synth_data)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the test machine's 2 cores are shared
+    try:
+        a = make_figures(model, ds, tmp_path / "a", seed=5, steps=3)
+        b = make_figures(model, ds, tmp_path / "b", seed=5, steps=3)
+    finally:
+        torch.set_num_threads(threads)
+    for pa, pb in zip(a, b):
+        assert np.array_equal(np.asarray(Image.open(pa)), np.asarray(Image.open(pb))), pa.name
+
+
+def test_bad_checkpoint_exits_2_with_one_line(synth_data, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    for path in (bad, tmp_path / "missing.pt"):
+        assert evaluate_cli.main(["--checkpoint", str(path), "--data", str(synth_data),
+                                  "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(path) in err and "Traceback" not in err
+
+
+def test_bad_dataset_exits_2_with_one_line(checkpoint, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for path in (tmp_path / "missing", tmp_path / "empty"):
+        assert evaluate_cli.main(["--checkpoint", str(checkpoint), "--data", str(path),
+                                  "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(path) in err and "Traceback" not in err
+
+
+def test_wrong_image_size_exits_2(synth_data, tmp_path, capsys):
+    path = tmp_path / "m128.pt"
+    save_checkpoint(path, build_model(ModelConfig(image_size=128, z_y1=4, z_y2=4, z_u=2,
+                                                  hidden=8, decoder_channels=8)))
+    assert evaluate_cli.main(["--checkpoint", str(path), "--data", str(synth_data),
+                              "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "64 px" in err and "128 px" in err
+
+
+# ------------------------------------------------------------------------------ known answer
+
+
+class OracleModel(torch.nn.Module):
+    """The DVAE interface, answering from the dataset's ground truth.
+
+    encode_image finds the input among the dataset's images and puts its index in z[0];
+    decode_pose returns the GT pose in bone units (compose(GT CPose, GT viewpoint, handedness
+    as passed)) plus a fixed random direction per joint of `offset_m` metres / GT scale on the
+    visible keypoints and `hidden_offset_m` on the invisible ones. decode returns the input image.
+    """
+
+    def __init__(self, dataset, offset_m: float, hidden_offset_m: float) -> None:
+        super().__init__()
+        items = [dataset[i] for i in range(len(dataset))]
+        self.layout = LatentLayout(z_y1=2, z_y2=2, z_u=1)
+        self.config = SimpleNamespace(image_size=items[0]["image"].shape[-1])
+        self.images = torch.stack([it["image"] for it in items])
+        self.cpose = torch.stack([it["cpose"] for it in items]).double()
+        self.viewpoint = torch.stack([it["viewpoint"] for it in items]).double()
+        scale = torch.stack([it["scale"] for it in items]).double().reshape(-1, 1, 1)
+        visible = torch.stack([it["visible"] for it in items])[..., None]
+        dirs = torch.from_numpy(np.random.default_rng(0).normal(size=(len(items), 21, 3)))
+        dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+        self.offset = dirs * torch.where(visible, offset_m, hidden_offset_m) / scale
+
+    def _index(self, z):
+        return z[:, 0].round().long()
+
+    def encode_image(self, x):
+        d = (x[:, None] - self.images[None]).flatten(2).square().sum(-1)
+        mu = torch.zeros(len(x), self.layout.total)
+        mu[:, 0] = d.argmin(1).float()
+        return mu, torch.zeros_like(mu)
+
+    def encode_labels(self, cpose, viewpoint):
+        n = len(cpose)
+        return (torch.zeros(n, 2), torch.zeros(n, 2), torch.zeros(n, 2), torch.zeros(n, 2))
+
+    def decode_pose(self, z, is_right=None):
+        i = self._index(z)
+        xyz = compose(self.cpose[i], self.viewpoint[i], is_right=is_right) + self.offset[i]
+        return {"cpose": self.cpose[i], "viewpoint": self.viewpoint[i], "xyz": xyz}
+
+    def decode(self, z, is_right=None):
+        return {"image": self.images[self._index(z)], **self.decode_pose(z, is_right)}
+
+
+def test_known_answer_units_handedness_visibility(synth_data):
+    from handlatent.data import open_dataset
+
+    ds = open_dataset(synth_data)
+    right = np.array([bool(ds[i]["is_right"]) for i in range(len(ds))])
+    visible = np.stack([ds[i]["visible"].numpy() for i in range(len(ds))])
+    assert right.any() and (~right).any() and not visible.all()  # the test must see both
+    oracle = OracleModel(ds, offset_m=0.030, hidden_offset_m=0.5)
+    r, _ = evaluate(oracle, ds, EvalOptions(batch_size=10, disentanglement=False, progress=False))
+    # Every visible keypoint is exactly 30 mm off: PCK steps from 0 to 1 between 28.95 and 31.58 mm.
+    gt = np.random.default_rng(1).normal(0, 0.04, (4, 21, 3))
+    expected = evaluate_pose(gt + np.array([0.030, 0, 0]), gt)
+    assert expected["auc_20_50"] == pytest.approx((0.5 + 7) / 11)
+    assert r["auc_20_50"] == pytest.approx(expected["auc_20_50"], abs=1e-12)
+    assert r["pck"]["values"] == pytest.approx(expected["pck"]["values"], abs=1e-12)
+    assert r["epe_mean_mm"] == pytest.approx(30.0, abs=1e-3)
+    assert r["epe_median_mm"] == pytest.approx(30.0, abs=1e-3)
+    assert r["viewpoint_error_deg"] == pytest.approx(0.0, abs=1e-3)
+    assert r["image_mse"] == 0.0
+
+
+def test_known_answer_through_the_cli(synth_data, tmp_path, monkeypatch, capsys):
+    """The same oracle behind `handlatent-eval` (load_model patched): the CLI path and its JSON."""
+    import handlatent.checkpoint
+    from handlatent.data import open_dataset
+
+    oracle = OracleModel(open_dataset(synth_data), offset_m=0.010, hidden_offset_m=0.5)
+    monkeypatch.setattr(handlatent.checkpoint, "load_model", lambda path, device: oracle)
+    out = tmp_path / "r.json"
+    assert evaluate_cli.main(["--checkpoint", "oracle.pt", "--data", str(synth_data), "--json",
+                              str(out), "--no-disentanglement", "--quiet", "--limit", "20"]) == 0
+    r = json.loads(out.read_text())
+    assert r["count"] == 20 and r["disentanglement"] is None
+    assert r["auc_20_50"] == 1.0 and r["epe_mean_mm"] == pytest.approx(10.0, abs=1e-3)
+    assert "AUC 20-50 mm" in capsys.readouterr().out

@@ -1,0 +1,505 @@
+"""Evaluation of a trained dVAE on a dataset: the 3D pose protocol, image reconstruction, KL and
+the disentanglement checks of the supplement §E. `handlatent-eval` (evaluate_cli.py) is a thin
+wrapper; every number is computed here and documented in docs/evaluation.md.
+
+    model = handlatent.load_model("run/best.pt", device="cpu")
+    results = evaluate(model, open_dataset("data/synth-test"), EvalOptions(limit=500))
+    print(format_results(results))
+
+Protocol (docs/conventions.md §4): image → posterior mean z → decode_pose(z, is_right = ground
+truth handedness) → xyz in bone units × ground-truth scale → root-relative metres, compared with
+the ground truth `xyz - xyz[:, :1]` on the dataset's visible keypoints (no alignment).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from handlatent.metrics import (
+    beta_vae_score,
+    evaluate_pose,
+    latent_regression_table,
+    noise_source,
+    to_metric,
+    viewpoint_error_deg,
+)
+
+# The dataset keys the evaluator reads; absent optional keys get the defaults of `collate_items`.
+_KEYS = ("image", "xyz", "scale", "visible", "is_right", "labelled", "cpose", "viewpoint")
+RECON_GRID_ROWS = 8  # samples kept for the reconstruction grid of --plots
+TABLE4_SOURCES = ("z_y1~q(x)", "z_y1~q(y1)", "z_y2~q(x)", "z_y2~q(y2)", "z_cross~q(x)", "noise")
+
+
+class EvaluationError(ValueError):
+    """A dataset the model cannot be evaluated on (wrong image size, empty); one line."""
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to evaluate and how much of it.
+
+    limit:                first `limit` samples of the dataset (None: all).
+    regression_samples:   labelled samples for Table 4 (a seeded random subset when there are
+                          more; split 50/50 into probe training and test samples).
+    beta_vae_pairs:       L, pairs averaged into one β-VAE feature (supplement: z_diff^32).
+    beta_vae_train/eval:  β-VAE training / held-out points (supplement: 500 / 500).
+    """
+
+    batch_size: int = 64
+    limit: int | None = None
+    disentanglement: bool = True
+    regression_samples: int = 1000
+    beta_vae_pairs: int = 32
+    beta_vae_train: int = 500
+    beta_vae_eval: int = 500
+    seed: int = 0
+    progress: bool = True
+
+
+# --------------------------------------------------------------------------------------- data
+
+
+def _as_tensor(value: Any) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+
+
+def collate_items(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack the keys the evaluator needs; `visible` defaults to all, `labelled` to True."""
+    n = len(items)
+    out: dict[str, torch.Tensor] = {}
+    for key in _KEYS:
+        values = [item.get(key) for item in items]
+        if any(v is None for v in values):
+            if key == "visible":
+                out[key] = torch.ones(n, 21, dtype=torch.bool)
+                continue
+            if key == "labelled":
+                out[key] = torch.ones(n, dtype=torch.bool)
+                continue
+            if key == "image":
+                raise EvaluationError("dataset item without an 'image'")
+            out[key] = None  # type: ignore[assignment]  (unlabelled data: no pose at all)
+            continue
+        out[key] = torch.stack([_as_tensor(v) for v in values])
+    out["visible"] = out["visible"].bool()
+    out["labelled"] = out["labelled"].bool().reshape(n)
+    if out["is_right"] is not None:
+        out["is_right"] = out["is_right"].bool().reshape(n)
+    image = out["image"]
+    if image.dtype == torch.uint8:  # tolerate (S, S, 3) or (3, S, S) uint8 images
+        image = image.float() / 127.5 - 1
+    if image.shape[-1] == 3 and image.shape[1] != 3:
+        image = image.permute(0, 3, 1, 2)
+    out["image"] = image.float().contiguous()
+    if out["xyz"] is None or out["cpose"] is None or out["viewpoint"] is None or out["scale"] is None:
+        out["labelled"] = torch.zeros(n, dtype=torch.bool)
+    return out
+
+
+def iterate_batches(dataset: Dataset, count: int, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of the first `count` items, in order (no DataLoader workers: the data is small)."""
+    for start in range(0, count, batch_size):
+        yield collate_items([dataset[i] for i in range(start, min(start + batch_size, count))])
+
+
+def image_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, S, S, 3) renderer output → float (N, 3, S, S) in [-1, 1], the model's input."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+# ------------------------------------------------------------------------------- collection
+
+
+@dataclass
+class Collected:
+    """Per-sample encoder and decoder outputs over the evaluated samples (numpy, float64).
+
+    Pose arrays hold the labelled samples only (`labelled_index` says which).
+    """
+
+    mu: np.ndarray  # (N, d) image posterior means
+    logvar: np.ndarray  # (N, d)
+    image_sq_error: float  # sum over samples and pixels of (decode(mu).image - input)²
+    image_values: int  # number of (pixel, channel) values summed into image_sq_error
+    labelled_index: np.ndarray  # (M,) dataset indices of labelled samples
+    pred_xyz: np.ndarray  # (M, 21, 3) decoded root-relative pose, bone units, GT handedness
+    pred_viewpoint: np.ndarray  # (M, 3, 3)
+    gt_xyz_rel: np.ndarray  # (M, 21, 3) metres, root-relative
+    gt_scale: np.ndarray  # (M,)
+    gt_cpose: np.ndarray  # (M, 21, 3)
+    gt_viewpoint: np.ndarray  # (M, 3, 3)
+    visible: np.ndarray  # (M, 21) bool
+    mu_y1_labels: np.ndarray  # (M, d_y1) label posterior means q(z_y1 | CPose)
+    mu_y2_labels: np.ndarray  # (M, d_y2) q(z_y2 | viewpoint)
+    grid: dict[str, np.ndarray]  # "input", "reconstruction", "from_labels": uint8 (K, S, S, 3)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, S, S) in [-1, 1] → uint8 (N, S, S, 3)."""
+    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: torch.device | str,
+            progress: bool = True) -> Collected:
+    """Encode every image (posterior mean), decode image and pose, keep what the metrics need."""
+    device = torch.device(device)
+    layout = model.layout
+    mus, logvars, idx_l = [], [], []
+    pred_xyz, pred_R, gt_rel, gt_s, gt_c, gt_R, vis, m1, m2 = ([] for _ in range(9))
+    sq_error, values = 0.0, 0
+    grid: dict[str, list[np.ndarray]] = {"input": [], "reconstruction": [], "from_labels": []}
+    bar = tqdm(total=count, desc="evaluating", unit="img", disable=not progress or None,
+               leave=False)
+    with torch.inference_mode():
+        for start, batch in zip(range(0, count, batch_size), iterate_batches(dataset, count, batch_size)):
+            image = batch["image"].to(device)
+            if image.shape[-1] != model.config.image_size or image.shape[-2] != model.config.image_size:
+                raise EvaluationError(f"the dataset holds {image.shape[-1]} px images but the "
+                                      f"model takes {model.config.image_size} px")
+            mu, logvar = model.encode_image(image)
+            is_right = batch["is_right"].to(device) if batch["is_right"] is not None else None
+            decoded = model.decode(mu, is_right=is_right)
+            sq_error += float((decoded["image"].float() - image).square().sum())
+            values += image.numel()
+            mus.append(mu.float().cpu())
+            logvars.append(logvar.float().cpu())
+
+            labelled = batch["labelled"]
+            if labelled.any():
+                rows = torch.nonzero(labelled).flatten()
+                rows_d = rows.to(device)
+                cpose, viewpoint = batch["cpose"][rows], batch["viewpoint"][rows]
+                mu_y1, _, mu_y2, _ = model.encode_labels(cpose.float().to(device),
+                                                         viewpoint.float().to(device))
+                idx_l.append(rows + start)
+                pred_xyz.append(decoded["xyz"][rows_d].double().cpu())
+                pred_R.append(decoded["viewpoint"][rows_d].double().cpu())
+                xyz = batch["xyz"][rows].double()
+                gt_rel.append(xyz - xyz[:, :1])
+                gt_s.append(batch["scale"][rows].double().reshape(-1))
+                gt_c.append(cpose.double())
+                gt_R.append(viewpoint.double())
+                vis.append(batch["visible"][rows])
+                m1.append(mu_y1.float().cpu())
+                m2.append(mu_y2.float().cpu())
+                keep = max(0, RECON_GRID_ROWS - len(grid["input"]))
+                if keep:  # input | reconstruction | decode(z_y1, z_y2 from the labels, z_u from x)
+                    z_u = layout.split(mu[rows_d[:keep]])["z_u"]
+                    z_lab = layout.join({"z_y1": mu_y1[:keep], "z_y2": mu_y2[:keep], "z_u": z_u})
+                    grid["input"].extend(to_uint8(image[rows_d[:keep]]))
+                    grid["reconstruction"].extend(to_uint8(decoded["image"][rows_d[:keep]]))
+                    grid["from_labels"].extend(to_uint8(model.decode(z_lab)["image"]))
+            bar.update(image.shape[0])
+    bar.close()
+
+    def cat(parts: list[torch.Tensor], shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
+        if not parts:
+            return np.zeros((0, *shape), dtype)
+        return torch.cat(parts).numpy().astype(dtype)
+
+    s = model.config.image_size
+    return Collected(
+        mu=cat(mus, (layout.total,)), logvar=cat(logvars, (layout.total,)),
+        image_sq_error=sq_error, image_values=values,
+        labelled_index=cat(idx_l, (), np.int64),
+        pred_xyz=cat(pred_xyz, (21, 3)), pred_viewpoint=cat(pred_R, (3, 3)),
+        gt_xyz_rel=cat(gt_rel, (21, 3)), gt_scale=cat(gt_s, ()), gt_cpose=cat(gt_c, (21, 3)),
+        gt_viewpoint=cat(gt_R, (3, 3)), visible=cat(vis, (21,), bool),
+        mu_y1_labels=cat(m1, (layout.z_y1,)), mu_y2_labels=cat(m2, (layout.z_y2,)),
+        grid={k: np.stack(v) if v else np.zeros((0, s, s, 3), np.uint8) for k, v in grid.items()},
+    )
+
+
+# ---------------------------------------------------------------------------------- metrics
+
+
+def pose_metrics(c: Collected) -> dict[str, Any]:
+    """conventions §4 on the labelled samples: predicted bone units × GT scale vs GT root-relative
+    metres, visible keypoints only; plus the mean geodesic viewpoint error in degrees."""
+    if len(c.gt_scale) == 0:
+        return {"pose_count": 0, "note": "no labelled samples: no pose metrics"}
+    pred_m = to_metric(c.pred_xyz, c.gt_scale)
+    if not c.visible.any():
+        return {"pose_count": len(c.gt_scale), "note": "no visible keypoint: no pose metrics"}
+    out = evaluate_pose(pred_m, c.gt_xyz_rel, c.visible)
+    out["viewpoint_error_deg"] = viewpoint_error_deg(c.pred_viewpoint, c.gt_viewpoint)
+    out["pose_count"] = int(len(c.gt_scale))
+    out["visible_fraction"] = float(c.visible.mean())
+    return out
+
+
+def kl_stats(mu: np.ndarray, logvar: np.ndarray, layout) -> dict[str, Any]:
+    """KL(q(z|x) || N(0, I)) of the image posterior, mean over samples: per dimension, summed
+    over each sub-latent's dimensions, and in total (nats)."""
+    kl = 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar)  # (N, d)
+    per_dim = kl.mean(axis=0)
+    out: dict[str, Any] = {"total": float(per_dim.sum())}
+    for name, s in layout.slices.items():
+        out[name] = float(per_dim[s].sum())
+    out["per_dim"] = {name: per_dim[s].tolist() for name, s in layout.slices.items()}
+    return out
+
+
+def regression_table(c: Collected, layout, *, samples: int, seed: int) -> dict[str, Any]:
+    """Supplement Table 4 on up to `samples` labelled samples (a seeded subset when more)."""
+    m = len(c.gt_scale)
+    if m < 8:
+        return {"skipped": f"needs at least 8 labelled samples, has {m}"}
+    rows = np.arange(m)
+    if m > samples:
+        rows = np.sort(np.random.default_rng(seed).choice(m, samples, replace=False))
+    sl = layout.slices
+    mu = c.mu[c.labelled_index[rows]]
+    sources = {
+        "z_y1~q(x)": mu[:, sl["z_y1"]],
+        "z_y1~q(y1)": c.mu_y1_labels[rows],
+        "z_y2~q(x)": mu[:, sl["z_y2"]],
+        "z_y2~q(y2)": c.mu_y2_labels[rows],
+        "z_cross~q(x)": mu,
+        "noise": noise_source(len(rows), layout.total, seed=seed),
+    }
+    table = latent_regression_table(sources, c.gt_cpose[rows], c.gt_viewpoint[rows],
+                                    c.gt_scale[rows], seed=seed)
+    return {
+        "samples": int(len(rows)), "train_fraction": 0.5, "regressor": "LooKernelRidge",
+        "y1": "held-out CPose AUC 20-50 mm (higher is better)",
+        "y2": "held-out viewpoint MSE, sum over the 9 entries (lower is better)",
+        "sources": table,
+    }
+
+
+def synthetic_pair_sampler(image_size: int, groups: Sequence[str] | None = None
+                           ) -> tuple[Callable, list[str]]:
+    """β-VAE pairs from the synthetic generator: two independent batches of scenes, the second
+    taking factor group k from the first (`Scene.replace`), both rendered at `image_size` (in one
+    `render_scene` call). Returns (sample_pair_batch -> two uint8 (n, S, S, 3) batches, group
+    names); all the generator's groups by default."""
+    from handlatent.synth.scene import GROUPS, concat_scenes, render_scene, sample_scene
+
+    names = list(groups or GROUPS)
+
+    def sample(k: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        first = sample_scene(rng, n)
+        second = sample_scene(rng, n).replace(names[k], first)
+        images = render_scene(concat_scenes([first, second]), image_size)["image"]
+        return images[:n], images[n:]
+
+    return sample, names
+
+
+def beta_vae(model, *, device: torch.device | str, pairs: int, n_train: int, n_eval: int,
+             seed: int, progress: bool = True) -> dict[str, Any]:
+    """Higgins et al.'s β-VAE score of the whole image latent (posterior means), factors = every
+    factor group of the synthetic generator (pose, shape, viewpoint, skin, light, background).
+
+    Both images of all L pairs of a point go through the encoder in one batch: the pair sampler
+    handed to `beta_vae_score` returns posterior means, and its `encode` is the identity.
+    """
+    device = torch.device(device)
+    sample, names = synthetic_pair_sampler(model.config.image_size)
+    bar = tqdm(total=n_train + n_eval, desc="beta-VAE points", unit="pt",
+               disable=not progress or None, leave=False)
+
+    def encoded_pairs(k: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        x1, x2 = sample(k, n, rng)
+        with torch.inference_mode():
+            x = image_to_tensor(np.concatenate([x1, x2])).to(device)
+            mu = model.encode_image(x)[0].float().cpu().numpy()
+        bar.update(1)
+        return mu[:n], mu[n:]
+
+    try:
+        scores = beta_vae_score(encoded_pairs, lambda mu: mu, len(names), batch_size=pairs,
+                                n_train=n_train, n_eval=n_eval, seed=seed)
+    finally:
+        bar.close()
+    return {"factors": names, "pairs_per_point": pairs, "n_train": n_train, "n_eval": n_eval,
+            "score": scores["eval_accuracy"], **scores}
+
+
+def is_synthetic(dataset: Dataset) -> bool:
+    """Whether `dataset` comes from handlatent's synthetic generator (its metadata says so)."""
+    for attr in ("meta", "metadata", "info", "manifest"):
+        meta = getattr(dataset, attr, None)
+        if isinstance(meta, Mapping):
+            for key in ("source", "kind", "generator", "type", "format"):
+                value = meta.get(key)
+                if isinstance(value, str) and "synth" in value.lower():
+                    return True
+    for attr in ("source", "kind"):
+        value = getattr(dataset, attr, None)
+        if isinstance(value, str) and "synth" in value.lower():
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------------------- driver
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
+             device: torch.device | str = "cpu", synthetic: bool | None = None
+             ) -> tuple[dict[str, Any], Collected]:
+    """All numbers of `handlatent-eval` for `model` (in eval mode, on `device`) on `dataset`.
+
+    Returns (results, collected): `results` is JSON-ready (docs/evaluation.md lists the keys);
+    `collected` holds the per-sample arrays, for plots. `synthetic` (None: from the dataset's
+    metadata) decides whether the β-VAE score is computed.
+    """
+    n = len(dataset)
+    count = n if options.limit is None else min(n, max(0, options.limit))
+    if count == 0:
+        raise EvaluationError("the dataset is empty" if n == 0 else "limit 0 leaves nothing to evaluate")
+    c = collect(model, dataset, count=count, batch_size=options.batch_size, device=device,
+                progress=options.progress)
+    pose = pose_metrics(c)
+    results: dict[str, Any] = {"count": count, "labelled_count": int(len(c.gt_scale))}
+    results.update({k: pose.get(k) for k in ("auc_20_50", "auc_0_50", "epe_mean_mm", "epe_median_mm",
+                                             "pck", "viewpoint_error_deg", "visible_fraction")})
+    if "note" in pose:
+        results["pose_note"] = pose["note"]
+    results["image_mse"] = c.image_sq_error / c.image_values
+    results["kl"] = kl_stats(c.mu, c.logvar, model.layout)
+    results["latent_layout"] = model.layout.to_dict()
+    results["image_size"] = model.config.image_size
+
+    synthetic = is_synthetic(dataset) if synthetic is None else synthetic
+    if options.disentanglement:
+        dis: dict[str, Any] = {"table4": regression_table(
+            c, model.layout, samples=options.regression_samples, seed=options.seed)}
+        if synthetic:
+            dis["beta_vae"] = beta_vae(model, device=device, pairs=options.beta_vae_pairs,
+                                       n_train=options.beta_vae_train, n_eval=options.beta_vae_eval,
+                                       seed=options.seed, progress=options.progress)
+        else:
+            dis["beta_vae"] = {"skipped": "needs the synthetic generator's factors; the data is "
+                                          "not synthetic"}
+        results["disentanglement"] = dis
+    else:
+        results["disentanglement"] = None
+    results["options"] = asdict(options)
+    results["units"] = {
+        "auc_20_50": "PCK area 21.05-50 mm over 12 thresholds / range (0..1)",
+        "epe_mean_mm": "hand3d: per-keypoint mean over visible samples, mean over keypoints (mm)",
+        "viewpoint_error_deg": "mean geodesic angle between decoded and GT viewpoint (deg)",
+        "image_mse": "mean over samples, pixels and channels of (decode(mu) - input)^2, "
+                     "images in [-1, 1]",
+        "kl": "KL(q(z|x) || N(0, I)) of the image posterior, mean over samples (nats)",
+    }
+    return _clean(results), c
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def format_results(results: Mapping[str, Any]) -> str:
+    """A readable plain-text table of `results`."""
+    lines = []
+    head = [("checkpoint", results.get("checkpoint")), ("data", results.get("data"))]
+    lines += [f"{k:<22}{v}" for k, v in head if v is not None]
+    lines.append(f"{'samples':<22}{results['count']} ({results['labelled_count']} labelled)")
+    lines.append("")
+    lines.append("3D pose (conventions §4, visible keypoints, GT scale and handedness)")
+    lines.append(f"  {'AUC 20-50 mm':<26}{_fmt(results.get('auc_20_50'), '.4f')}")
+    lines.append(f"  {'AUC 0-50 mm':<26}{_fmt(results.get('auc_0_50'), '.4f')}")
+    lines.append(f"  {'EPE mean / median (mm)':<26}{_fmt(results.get('epe_mean_mm'), '.2f')} / "
+                 f"{_fmt(results.get('epe_median_mm'), '.2f')}")
+    lines.append(f"  {'viewpoint error (deg)':<26}{_fmt(results.get('viewpoint_error_deg'), '.2f')}")
+    pck = results.get("pck")
+    if pck:
+        pts = [(t, v) for t, v in zip(pck["thresholds_mm"], pck["values"])][::3]
+        lines.append("  PCK  " + "  ".join(f"{t:.0f}mm:{v:.3f}" for t, v in pts))
+    if results.get("pose_note"):
+        lines.append(f"  ({results['pose_note']})")
+    lines.append("")
+    lines.append(f"{'image MSE ([-1,1] units)':<28}{results['image_mse']:.5f}")
+    kl = results["kl"]
+    parts = "  ".join(f"{k} {kl[k]:.2f}" for k in results["latent_layout"])
+    lines.append(f"{'KL q(z|x) (nats)':<28}total {kl['total']:.2f}  {parts}")
+    dis = results.get("disentanglement")
+    if dis:
+        lines.append("")
+        t4 = dis["table4"]
+        if "sources" in t4:
+            lines.append(f"Table 4 ({t4['samples']} samples, 50/50 split, {t4['regressor']})")
+            lines.append(f"  {'source':<16}{'y1 CPose AUC ↑':>16}{'y2 view MSE ↓':>16}")
+            for name, row in t4["sources"].items():
+                lines.append(f"  {name:<16}{_fmt(row['y1'], '.3f'):>16}{_fmt(row['y2'], '.3f'):>16}")
+        else:
+            lines.append(f"Table 4: skipped ({t4['skipped']})")
+        bv = dis["beta_vae"]
+        if "score" in bv:
+            lines.append(f"β-VAE score {bv['score']:.3f} (train {bv['train_accuracy']:.3f}; "
+                         f"L={bv['pairs_per_point']}, {bv['n_train']}+{bv['n_eval']} points, "
+                         f"factors {', '.join(bv['factors'])})")
+        else:
+            lines.append(f"β-VAE score: skipped ({bv['skipped']})")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ plots
+
+
+def save_plots(results: Mapping[str, Any], collected: Collected, out_dir) -> list:
+    """`pck.png` (the PCK curve) and `reconstructions.png` (input | reconstruction | decoded from
+    labels) in `out_dir`; returns the paths written."""
+    from pathlib import Path
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    pck = results.get("pck")
+    if pck:
+        fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+        ax.plot(pck["thresholds_mm"], pck["values"], "o-", ms=3,
+                label=f"AUC 20-50 = {results['auc_20_50']:.3f}")
+        ax.axvspan(pck["thresholds_mm"][8], pck["thresholds_mm"][-1], color="0.92", zorder=0)
+        ax.set(xlabel="threshold (mm)", ylabel="3D PCK", ylim=(0, 1.01), xlim=(0, 50),
+               title=f"3D PCK, {results['labelled_count']} samples")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(out / "pck.png")
+        plt.close(fig)
+        written.append(out / "pck.png")
+    g = collected.grid
+    if len(g["input"]):
+        from handlatent.training.figures import mosaic
+        rows = [[g["input"][i], g["reconstruction"][i], g["from_labels"][i]]
+                for i in range(len(g["input"]))]
+        picture = mosaic(rows, col_labels=["input", "reconstruction", "from labels"])
+        Image.fromarray(picture).save(out / "reconstructions.png")
+        written.append(out / "reconstructions.png")
+    return written
