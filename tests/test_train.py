@@ -1,0 +1,196 @@
+"""handlatent-train end to end on the smoke config (CPU, seconds): the run directory, exact
+resume, SIGTERM, and two gloo processes under torchrun."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import handlatent
+from handlatent.checkpoint import load_checkpoint
+from handlatent.training.config import ConfigError, load_config
+from handlatent.training.train import DeterministicBatches, LRSchedule, train
+
+SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.yaml"
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "handlatent.training.cli", *args]
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    """The smoke config exactly as shipped: renders its dataset on the fly, trains 4 steps."""
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    summary = train(load_config(SMOKE), out)
+    assert summary["step"] == 4 and summary["stopped_by"] is None
+    return out
+
+
+@pytest.fixture(scope="module")
+def data_dir(smoke_run) -> Path:
+    """The smoke run's rendered dataset, reused by the other tests (--set data.train=...)."""
+    return smoke_run / "synthetic-data"
+
+
+def test_smoke_run_writes_the_run_directory(smoke_run):
+    assert load_config(smoke_run / "config.yaml") == load_config(SMOKE)
+
+    lines = read_metrics(smoke_run)
+    train_lines = [r for r in lines if r["split"] == "train"]
+    val_lines = [r for r in lines if r["split"] == "val"]
+    assert [r["step"] for r in train_lines] == [1, 2, 3, 4]
+    assert [r["step"] for r in val_lines] == [2, 4]
+    for r in train_lines:
+        for key in ("total", "dis/image", "emb/kl_z_y1", "dis/kl_z_y2", "emb/kl_z_u", "lr",
+                    "images_per_s", "data_wait", "epoch"):
+            assert isinstance(r[key], float) and math.isfinite(r[key]), (key, r)
+        assert 0.0 <= r["data_wait"] <= 1.0
+    assert all(math.isfinite(r[k]) for r in val_lines for k in r if k not in ("split", "step"))
+    assert val_lines[-1]["total"] < val_lines[0]["total"]  # lr 1e-3: it learns something
+
+    events = list((smoke_run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+    last = load_checkpoint(smoke_run / "last.pt")["extra"]
+    assert (last["step"], last["epoch"], last["batch"]) == (4, 1, 1)  # 3 batches an epoch
+    assert set(last) >= {"optimizer", "scheduler", "scaler", "rng", "best_val_loss", "config"}
+    assert last["config"]["model"]["image_size"] == 64
+    best = load_checkpoint(smoke_run / "best.pt")["extra"]
+    assert best["val_loss"] == min(r["total"] for r in val_lines)
+    model = handlatent.load_model(smoke_run / "best.pt", "cpu")
+    z = torch.zeros(2, model.layout.total)
+    assert model.decode(z)["image"].shape == (2, 3, 64, 64)
+
+
+def test_existing_run_is_not_overwritten(smoke_run):
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(load_config(SMOKE), smoke_run)
+
+
+def test_resume_refuses_another_model(smoke_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(smoke_run, out, ignore=shutil.ignore_patterns("tensorboard"))
+    with pytest.raises(ConfigError, match="model.hidden: 64 in the checkpoint, 32 now"):
+        train(load_config(SMOKE, ["model.hidden=32"]), out, resume=True)
+
+
+def test_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
+    # 4 steps of 8 over 24 training images: the run crosses an epoch boundary after step 3,
+    # the resumed half starts inside epoch 0 (batch 2 of 3)
+    sets = [f"data.train={data_dir}", "run.steps=4", "run.val_interval=1",
+            "run.ckpt_interval=100", "optim.schedule=plateau", "optim.patience=0",
+            "optim.threshold=0.5"]  # the plateau rule fires at step 2: its state matters
+    cfg = load_config(SMOKE, sets)
+    train(cfg, tmp_path / "straight")
+    train(cfg, tmp_path / "resumed", stop_after=2)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["extra"]["scheduler"]["scale"] < 1
+    train(cfg, tmp_path / "resumed", resume=True)
+    train(cfg, tmp_path / "resumed", resume=True)
+
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    for name, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][name]), name
+    a, b = a["extra"], b["extra"]
+    assert (a["step"], a["epoch"], a["batch"]) == (b["step"], b["epoch"], b["batch"]) == (4, 1, 1)
+    assert a["scheduler"] == b["scheduler"] and a["scheduler"]["scale"] < 1.0
+    # every step logged once, the same numbers as the uninterrupted run
+    straight, resumed = read_metrics(tmp_path / "straight"), read_metrics(tmp_path / "resumed")
+    assert [(r["split"], r["step"]) for r in straight] == [(r["split"], r["step"]) for r in resumed]
+    for r, s in zip(straight, resumed):
+        assert r["total"] == pytest.approx(s["total"], rel=1e-6)
+
+
+def test_sigterm_saves_last_pt_and_exits_0(data_dir, tmp_path):
+    """SIGTERM to the whole process group (as torchrun, Slurm or a Ctrl-C do): the DataLoader
+    worker must survive it, the trainer finish its step and save."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(cli("--config", str(SMOKE), "--out", str(out),
+                                "--set", f"data.train={data_dir}", "--set", "run.steps=100000",
+                                "--set", "run.val_interval=100000"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no training step within 60 s"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "stopped by SIGTERM after step" in stdout
+    ckpt = load_checkpoint(out / "last.pt")["extra"]
+    assert 1 <= ckpt["step"] < 100000
+    assert handlatent.load_model(out / "last.pt", "cpu").config.image_size == 64
+
+
+def test_two_gloo_processes_under_torchrun(data_dir, tmp_path):
+    out = tmp_path / "run"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "handlatent.training.cli",
+         "--config", str(SMOKE), "--out", str(out), "--set", f"data.train={data_dir}",
+         "--set", "run.steps=2"],
+        capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = load_checkpoint(out / "last.pt")["extra"]
+    assert ckpt["step"] == 2 and ckpt["world_size"] == 2
+    model = handlatent.load_model(out / "last.pt", "cpu")
+    assert model.layout.total == 16
+    # rank 0 alone writes: one line per step and validation
+    assert [(r["split"], r["step"]) for r in read_metrics(out)] == \
+        [("train", 1), ("train", 2), ("val", 2)]
+    assert (out / "best.pt").exists()
+
+
+# ------------------------------------------------------------------------- the loop's pieces
+
+def test_batches_are_a_function_of_seed_and_epoch_and_split_over_ranks():
+    one = DeterministicBatches(n=50, global_batch=8, seed=3)
+    assert len(one) == 6
+    epoch0 = list(one)
+    assert sorted(i for b in epoch0 for i in b) == sorted(one.permutation(0)[:48].tolist())
+    assert list(DeterministicBatches(n=50, global_batch=8, seed=3)) == epoch0
+    one.set_position(1, 0)
+    assert list(one) != epoch0
+    one.set_position(0, 4)  # resume skips to batch 4
+    assert list(one) == epoch0[4:]
+    ranks = [DeterministicBatches(n=50, global_batch=8, seed=3, rank=r, world=2) for r in (0, 1)]
+    for b, (r0, r1) in enumerate(zip(*ranks)):
+        assert r0 + r1 == epoch0[b]
+
+
+def test_plateau_schedule_lowers_the_lr_and_round_trips(tmp_path):
+    cfg = load_config(SMOKE, ["optim.schedule=plateau", "optim.patience=1",
+                              "optim.lr=1e-4", "optim.warmup_steps=10"]).optim
+    s = LRSchedule(cfg, total_steps=100)
+    assert s.lr(0) == pytest.approx(1e-5) and s.lr(9) == pytest.approx(1e-4)
+    for loss in (1.0, 0.5, 0.6, 0.7):  # two validations without improvement > patience 1
+        s.observe(loss)
+    assert s.lr(50) == pytest.approx(1e-5)
+    t = LRSchedule(cfg, total_steps=100)
+    t.load_state_dict(s.state_dict())
+    assert t.lr(50) == s.lr(50)
+    cosine = LRSchedule(load_config(SMOKE, ["optim.schedule=cosine", "optim.min_lr=0"]).optim, 100)
+    assert cosine.lr(0) == pytest.approx(1e-3) and cosine.lr(100) == pytest.approx(0.0)
