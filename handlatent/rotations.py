@@ -74,6 +74,9 @@ def _signed_svd(m: Array) -> tuple[Array, Array, Array]:
     return u * flip[..., None, :], s * flip, vh
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
 class _ProjectToSO3(torch.autograd.Function):
     """Polar rotation with the closed-form gradient, finite even for repeated singular values.
 
@@ -102,7 +105,9 @@ def project_to_so3(m: Array) -> Array:
     Used to turn the viewpoint decoder's 9 raw numbers into a rotation; differentiable in torch.
     """
     if isinstance(m, torch.Tensor):
-        return _ProjectToSO3.apply(m)
+        # SVD has no half-precision kernels: under autocast (bf16/fp16) project in float32.
+        with torch.autocast(m.device.type, enabled=False):
+            return _ProjectToSO3.apply(m.float() if m.dtype in _HALF else m).to(m.dtype)
     u, _, vh = _signed_svd(m)
     return u @ vh
 

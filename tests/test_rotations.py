@@ -156,3 +156,15 @@ def test_rotation_about_follows_the_right_hand_rule_for_column_vectors():
     assert t.dtype == torch.float32 and t.shape == (2, 3, 3)
     with pytest.raises(ValueError, match="axis"):
         rotation_about("w", 0.1)
+
+
+def test_project_to_so3_under_bf16_autocast_keeps_dtype_and_gradient() -> None:
+    """Mixed-precision training (run.amp: bf16) projects in float32 and back-propagates."""
+    m = torch.randn(4, 3, 3, dtype=torch.bfloat16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        r = project_to_so3(m)
+    assert r.dtype == torch.bfloat16
+    r.float().sum().backward()
+    assert m.grad is not None and torch.isfinite(m.grad.float()).all()
+    eye = (r.float().transpose(-1, -2) @ r.float())
+    assert torch.allclose(eye, torch.eye(3).expand(4, 3, 3), atol=3e-2)

@@ -1,0 +1,54 @@
+"""handlatent-bench: each section measures something real and the CLI writes its JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from handlatent.bench.cli import main
+from handlatent.bench.model import bench_model
+from handlatent.bench.synth import bench_synth
+from handlatent.bench.timing import summarize_ms
+from handlatent.bench.train import bench_train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_summarize_ms_orders_statistics() -> None:
+    stats = summarize_ms([0.003, 0.001, 0.002, 0.010])
+    assert stats["min_ms"] == pytest.approx(1.0)
+    assert stats["median_ms"] == pytest.approx(2.5)
+    assert stats["p95_ms"] == pytest.approx(10.0)
+
+
+def test_model_and_synth_sections_report_positive_rates() -> None:
+    (row,) = bench_model(sizes=(64,), repeats=3)
+    assert row["size"] == 64 and 0 < row["decode"]["median_ms"] < 5_000
+    assert 0 < row["encode"]["min_ms"] <= row["encode"]["median_ms"]
+    (synth,) = bench_synth(sizes=(64,), count=64, repeats=1)
+    assert synth["images_per_s"] > 0
+
+
+def test_train_section_reads_the_runs_metrics() -> None:
+    (row,) = bench_train(sizes=(64,), steps=16, batch_size=8)
+    assert row["images_per_s"] > 0 and 0 <= row["data_wait"] < 1
+
+
+def test_cli_writes_json_and_rejects_unknown_sections(tmp_path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["model", "--repeats", "3", "--threads", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {r["size"] for r in result["model"]} == {64, 128, 256}
+    assert result["machine"]["cores"] >= 1
+    with pytest.raises(SystemExit) as exc:
+        main(["nonsense"])
+    assert exc.value.code == 2
+    assert "unknown section 'nonsense'" in capsys.readouterr().err
