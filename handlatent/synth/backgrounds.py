@@ -26,9 +26,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from handlatent.synth.render import _run_chunks
 
 __all__ = [
     "BackgroundParams",
@@ -111,7 +112,8 @@ class BackgroundParams:
             dtype, tail = _FIELDS[f.name]
             a = np.asarray(getattr(self, f.name))
             if a.ndim != 1 + len(tail) or a.shape[1:] != tail:
-                raise ValueError(f"BackgroundParams.{f.name}: expected shape (N{''.join(', ' + str(t) for t in tail)}), got {a.shape}")
+                want = "(N" + "".join(", " + str(t) for t in tail) + ")"
+                raise ValueError(f"BackgroundParams.{f.name}: expected shape {want}, got {a.shape}")
             if n is None:
                 n = a.shape[0]
             elif a.shape[0] != n:
@@ -225,19 +227,24 @@ def sample_backgrounds(rng: np.random.Generator, n: int, kind_probs=(0.2, 0.3, 0
 _M32 = 0xFFFFFFFF
 
 
-@njit(cache=True, error_model="numpy")
+@njit("float64(int64, int64, int64)", cache=True, error_model="numpy")
 def _hash3(seed, a, b):
-    """Deterministic 32-bit hash of three integers -> float in [0, 1)."""
-    h = (seed * 0x9E3779B1 + (a & _M32) * 0x85EBCA77 + (b & _M32) * 0xC2B2AE3D + 0x27D4EB2F) & _M32
+    """Deterministic 32-bit hash of three integers -> float in [0, 1).
+
+    Every product is (< 2**32) * (< 2**31), so int64 arithmetic never overflows.
+    """
+    h = (seed & _M32) ^ (((a & _M32) * 0x27D4EB2D) & _M32)
+    h = (h * 0x7FEB352D) & _M32
+    h ^= h >> 15
+    h ^= ((b & _M32) * 0x165667B1) & _M32
+    h = (h * 0x7FEB352D) & _M32
     h ^= h >> 15
     h = (h * 0x2C1B3C6D) & _M32
-    h ^= h >> 12
-    h = (h * 0x297A2D39) & _M32
-    h ^= h >> 15
+    h ^= h >> 16
     return h * (1.0 / 4294967296.0)
 
 
-@njit(cache=True, error_model="numpy")
+@njit("void(float64, float64, float64, float64[::1])", cache=True, error_model="numpy")
 def _hsv(h, s, v, out):
     h = (h - math.floor(h)) * 6.0
     i = int(h)
@@ -456,7 +463,7 @@ def _render_one(n, kind, c0, c1, radial, angle, center, grad_scale, noise_scale,
                 img[n, y, x, ch] = np.uint8(int(min(max(out[y, x, ch], 0.0), 1.0) * 255.0 + 0.5))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _render_chunk(n0, n1, kind, c0, c1, radial, angle, center, grad_scale, noise_scale, octaves,
                   n_shapes, seed, S, img):
     out = np.empty((S, S, 3), np.float32)
@@ -474,21 +481,9 @@ def _render_chunk(n0, n1, kind, c0, c1, radial, angle, center, grad_scale, noise
                     n_shapes, seed, S, out, acc, lat, col, wts, frc, idx, img)
 
 
-@njit(cache=True, parallel=True)
-def _render_kernel(kind, c0, c1, radial, angle, center, grad_scale, noise_scale, octaves,
-                   n_shapes, seed, S, n_chunks, img):
-    N = kind.shape[0]
-    per = (N + n_chunks - 1) // n_chunks
-    for chn in prange(n_chunks):
-        n0 = chn * per
-        n1 = min(N, n0 + per)
-        if n0 < n1:
-            _render_chunk(n0, n1, kind, c0, c1, radial, angle, center, grad_scale, noise_scale,
-                          octaves, n_shapes, seed, S, img)
-
-
 def render_backgrounds(params: BackgroundParams, size: int, *, num_threads: int | None = None) -> np.ndarray:
-    """Render ``params`` to (N, size, size, 3) uint8 sRGB images (deterministic)."""
+    """Render ``params`` to (N, size, size, 3) uint8 sRGB images (deterministic;
+    ``num_threads`` as in :func:`handlatent.synth.render.render_capsules`)."""
     if not isinstance(params, BackgroundParams):
         raise ValueError(f"params: expected BackgroundParams, got {type(params).__name__}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
@@ -499,12 +494,6 @@ def render_backgrounds(params: BackgroundParams, size: int, *, num_threads: int 
     if N == 0:
         return img
     p = params
-    nt = numba.get_num_threads() if num_threads is None else max(1, min(int(num_threads), numba.config.NUMBA_NUM_THREADS))
-    old = numba.get_num_threads()
-    numba.set_num_threads(nt)
-    try:
-        _render_kernel(p.kind, p.color0, p.color1, p.radial, p.angle, p.center, p.grad_scale,
-                       p.noise_scale, p.octaves, p.n_shapes, p.seed, S, max(1, min(N, 4 * nt)), img)
-    finally:
-        numba.set_num_threads(old)
+    _run_chunks(_render_chunk, N, num_threads, p.kind, p.color0, p.color1, p.radial, p.angle, p.center,
+                p.grad_scale, p.noise_scale, p.octaves, p.n_shapes, p.seed, S, img)
     return img

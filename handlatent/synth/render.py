@@ -11,14 +11,20 @@ Rendering model (see ``docs/renderer.md``):
   normal ``(o / R, -sqrt(1 - rho^2))`` (``o`` = pixel offset from the sphere
   centre, ``R`` its pixel radius, ``rho = |o| / R``).  Depth and metric radius
   are interpolated linearly along the projected axis.
-* Depth-tested two-layer fragment buffer: the nearest and second nearest
-  fragment of every pixel are kept, so internal edges (finger over palm) are
+* Capsules are drawn front to back into a depth-tested two-layer fragment
+  buffer: the nearest and (where the nearest only partly covers the pixel) the
+  second nearest fragment are kept, so internal edges (finger over palm) are
   anti-aliased, while the coverage against the background comes from the
   union signed distance of all capsules (``alpha = clamp(0.5 - sdf, 0, 1)``,
-  a 1 px ramp).
+  a 1 px ramp).  Surfaces meeting within ``blend`` metres are merged smoothly
+  (blended normal and albedo, smooth-min depth) so overlapping palm capsules
+  and joints read as one soft volume instead of intersecting tubes.
 * Skin shading in linear light: wrapped (sub-surface-like, red-biased) Lambert
   diffuse + ambient, a mild Blinn-Phong sheen and a warm rim/translucency term
-  that grows when the light is behind the hand; sRGB in, sRGB out.
+  that grows when the light is behind the hand (optionally darkened by a
+  screen-space ambient occlusion, off by default); sRGB in, sRGB out.
+* The returned depth map is *not* blended: it is the exact minimum over the
+  capsules whose silhouette covers the pixel centre.
 
 Pixel convention: pixel ``(row i, column j)`` is sampled at continuous image
 coordinates ``(u, v) = (j + pixel_offset, i + pixel_offset)``; the default
@@ -29,12 +35,49 @@ keypoint projected with ``K`` falls into pixel ``round(u), round(v)``).
 from __future__ import annotations
 
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["render_capsules", "srgb_to_linear", "linear_to_srgb"]
+
+
+# ---------------------------------------------------------------------------
+# threading: serial nogil numba kernels over image chunks on a thread pool.
+# (A prange wrapper costs ~3 s of extra cold compile per kernel; the chunks are
+# independent, so the output never depends on the number of threads.)
+# ---------------------------------------------------------------------------
+
+_EXECUTORS: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pid, threads) -> pool; fork-safe
+_EXECUTORS_LOCK = threading.Lock()
+
+
+def _n_threads(num_threads: int | None) -> int:
+    if num_threads is None:
+        return max(1, int(numba.config.NUMBA_NUM_THREADS))
+    return max(1, int(num_threads))
+
+
+def _run_chunks(fn, n: int, num_threads: int | None, *args) -> None:
+    """Call ``fn(n0, n1, *args)`` on ~4 chunks of images per thread."""
+    nt = min(_n_threads(num_threads), n)
+    if nt <= 1:
+        if n > 0:
+            fn(0, n, *args)
+        return
+    per = -(-n // min(n, 4 * nt))
+    key = (os.getpid(), nt)  # a pool inherited through fork() has no threads: make a new one
+    with _EXECUTORS_LOCK:
+        ex = _EXECUTORS.get(key)
+        if ex is None:
+            ex = _EXECUTORS[key] = ThreadPoolExecutor(nt, thread_name_prefix="handlatent-synth")
+    futures = [ex.submit(fn, a, min(n, a + per), *args) for a in range(0, n, per)]
+    for fut in futures:
+        fut.result()
 
 # ---------------------------------------------------------------------------
 # colour helpers
@@ -118,8 +161,11 @@ def _raster_cone(Ax, Ay, ra, za, r0, Bx, By, rb, zb, r1, cr, cg, cb, S, buf, ble
     dzt = (zb - za) * invL
     drt = (r1 - r0) * invL
     inv_blend = 1.0 / blend if blend > 0.0 else 0.0
-    ymin = max(0, int(math.ceil(min(Ay, By) - R)))
-    ymax = min(S - 1, int(math.floor(max(Ay, By) + R)))
+    # (clamp in float before converting: far off-screen points must not overflow int64)
+    ymin = int(math.ceil(min(max(min(Ay, By) - R, -1.0), S + 1.0)))
+    ymax = int(math.floor(max(min(max(Ay, By) + R, S + 1.0), -1.0)))
+    ymin = max(0, ymin)
+    ymax = min(S - 1, ymax)
     for y in range(ymin, ymax + 1):
         fy = float(y)
         # x-span: the segment clipped to the row band, widened by R ...
@@ -143,8 +189,8 @@ def _raster_cone(Ax, Ay, ra, za, r0, Bx, By, rb, zb, r1, cr, cg, cb, S, buf, ble
             hw = R / abs(wx)
             xlo = max(xlo, xc - hw)
             xhi = min(xhi, xc + hw)
-        jx0 = max(0, int(math.ceil(xlo)))
-        jx1 = min(S - 1, int(math.floor(xhi)))
+        jx0 = max(0, int(math.ceil(min(max(xlo, -1.0), S + 1.0))))
+        jx1 = min(S - 1, int(math.floor(max(min(xhi, S + 1.0), -1.0))))
         if jx0 > jx1:
             continue
         dxp = jx0 - Ax
@@ -160,7 +206,7 @@ def _raster_cone(Ax, Ay, ra, za, r0, Bx, By, rb, zb, r1, cr, cg, cb, S, buf, ble
                 d2 = s * s + w * w
                 if d2 >= ra_m:
                     continue
-                dist = math.sqrt(d2) - ra
+                dist = math.sqrt(np.float32(d2)) - ra
                 sc = 0.0
                 Rp = ra
             elif k > Lc:
@@ -168,7 +214,7 @@ def _raster_cone(Ax, Ay, ra, za, r0, Bx, By, rb, zb, r1, cr, cg, cb, S, buf, ble
                 d2 = e * e + w * w
                 if d2 >= rb_m:
                     continue
-                dist = math.sqrt(d2) - rb
+                dist = math.sqrt(np.float32(d2)) - rb
                 sc = L
                 Rp = rb
             else:
@@ -184,22 +230,24 @@ def _raster_cone(Ax, Ay, ra, za, r0, Bx, By, rb, zb, r1, cr, cg, cb, S, buf, ble
             zcen = za + dzt * sc
             Rm = r0 + drt * sc
             zmin = zcen - Rm
-            if zmin > buf[y, x, 7] and zmin > buf[y, x, _ZC] and zmin >= buf[y, x, 0] + blend:
+            if (zmin >= buf[y, x, 0] + blend and zmin > buf[y, x, _ZC]
+                    and (buf[y, x, 1] >= 1.0 or zmin > buf[y, x, 7])):
                 continue  # early depth test: cannot become visible, blend or cover
             oa = s - sc
             ox = oa * ux + w * wx
             oy = oa * uy + w * wy
             o2 = ox * ox + oy * oy
+            # (float32 division / square roots: twice the throughput of float64)
             if o2 < Rp * Rp:
-                iR = 1.0 / Rp
+                iR = np.float32(1.0) / np.float32(Rp)
                 nx = ox * iR
                 ny = oy * iR
-                h = math.sqrt(1.0 - nx * nx - ny * ny)
+                h = math.sqrt(np.float32(1.0 - nx * nx - ny * ny))
             else:
                 h = 0.0
-                on = math.sqrt(o2)
+                on = math.sqrt(np.float32(o2))
                 if on > 0.0:
-                    iR = 1.0 / on
+                    iR = np.float32(1.0) / on
                     nx = ox * iR
                     ny = oy * iR
                 else:
@@ -218,7 +266,7 @@ def _raster_cone(Ax, Ay, ra, za, r0, Bx, By, rb, zb, r1, cr, cg, cb, S, buf, ble
                 hb = 0.5 + 0.5 * (zo - depth) * inv_blend
                 ca = buf[y, x, 1]
                 wn = hb * cov
-                wn = wn / (wn + (1.0 - hb) * ca)
+                wn = np.float32(wn) / np.float32(wn + (1.0 - hb) * ca)
                 ox1 = buf[y, x, 2]
                 oy1 = buf[y, x, 3]
                 oz2 = 1.0 - ox1 * ox1 - oy1 * oy1
@@ -228,7 +276,7 @@ def _raster_cone(Ax, Ay, ra, za, r0, Bx, By, rb, zb, r1, cr, cg, cb, S, buf, ble
                 mz = oz1 + wn * (-h - oz1)
                 mn = mx * mx + my * my + mz * mz
                 if mn > 1e-18:
-                    mn = 1.0 / math.sqrt(mn)
+                    mn = np.float32(1.0) / math.sqrt(np.float32(mn))
                     buf[y, x, 2] = mx * mn
                     buf[y, x, 3] = my * mn
                 buf[y, x, 0] = zo + hb * (depth - zo) - blend * 0.25 * hb * (1.0 - hb)
@@ -247,7 +295,7 @@ def _raster_cone(Ax, Ay, ra, za, r0, Bx, By, rb, zb, r1, cr, cg, cb, S, buf, ble
                 buf[y, x, 4] = cr
                 buf[y, x, 5] = cg
                 buf[y, x, 6] = cb
-            elif depth < buf[y, x, 7]:
+            elif depth < buf[y, x, 7] and buf[y, x, 1] < 1.0:  # 2nd layer only shows through a partial 1st
                 buf[y, x, 7] = depth
                 buf[y, x, 8] = cov
                 buf[y, x, 9] = nx
@@ -287,7 +335,7 @@ def _shade(nx, ny, ar, ag, ab, lx, ly, lz, hx, hy, hz, amb, ao):
             ab * (ka + kd * db + rim * _RIM_B) + spec)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _render_chunk(n0, n1, p0, p1, radius, alb_lin, K, light, ambient, bg, pix_off,
                   srgb2lin, lin2srgb, blend, ao_k, ao_r, img, depth):
     """Render images n0..n1-1 (serial; per-thread scratch buffers)."""
@@ -300,8 +348,10 @@ def _render_chunk(n0, n1, p0, p1, radius, alb_lin, K, light, ambient, bg, pix_of
     buf = np.empty((S, S, _NF), np.float32)
     prm = np.empty((C, 10), np.float64)
     zkey = np.empty(C, np.float64)
+    order = np.empty(C, np.int64)
     # depth plane for AO with an inf border of _AO_PAD pixels (no bounds checks on taps)
-    zpl = np.full((S + 2 * _AO_PAD, S + 2 * _AO_PAD), inf, np.float32)
+    zs = S + 2 * _AO_PAD if ao_k > 0.0 else 1
+    zpl = np.full((zs, zs), inf, np.float32)
     tap = np.empty((8, 2), np.int64)
     for n in range(n0, n1):
         # copy the background, clear the depth
@@ -366,7 +416,15 @@ def _render_chunk(n0, n1, p0, p1, radius, alb_lin, K, light, ambient, bg, pix_of
         # early depth test in _raster_cone rejects most occluded fragments
         for c in range(C):
             zkey[c] = min(prm[c, 3] - prm[c, 4], prm[c, 8] - prm[c, 9])
-        order = np.argsort(zkey, kind="mergesort")
+            order[c] = c
+        for c in range(1, C):  # insertion sort (stable; C is small)
+            o = order[c]
+            kz = zkey[o]
+            j = c - 1
+            while j >= 0 and zkey[order[j]] > kz:
+                order[j + 1] = order[j]
+                j -= 1
+            order[j + 1] = o
         for ci in range(C):
             c = order[ci]
             Ax = prm[c, 0]
@@ -468,20 +526,6 @@ def _render_chunk(n0, n1, p0, p1, radius, alb_lin, K, light, ambient, bg, pix_of
                     zpl[y + _AO_PAD, x + _AO_PAD] = inf
 
 
-@njit(cache=True, parallel=True)
-def _render_kernel(p0, p1, radius, alb_lin, K, light, ambient, bg, pix_off,
-                   srgb2lin, lin2srgb, blend, ao_k, ao_r, n_chunks, img, depth):
-    # the prange body is kept tiny: parfor compilation cost grows with it
-    N = bg.shape[0]
-    per = (N + n_chunks - 1) // n_chunks
-    for ch in prange(n_chunks):
-        n0 = ch * per
-        n1 = min(N, n0 + per)
-        if n0 < n1:
-            _render_chunk(n0, n1, p0, p1, radius, alb_lin, K, light, ambient, bg, pix_off,
-                          srgb2lin, lin2srgb, blend, ao_k, ao_r, img, depth)
-
-
 # ---------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------
@@ -515,7 +559,7 @@ def render_capsules(
     *,
     pixel_offset: float = 0.0,
     blend: float = 0.006,
-    ao: float = 0.6,
+    ao: float = 0.0,
     ao_radius: float = 0.012,
     num_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -542,10 +586,13 @@ def render_capsules(
     blend : smooth-union distance in metres: where two capsule surfaces meet
         within ``blend`` of each other their normals and albedos are blended
         (soft palm/joint creases instead of hard intersection lines); 0 = off.
-    ao : strength in [0, 1] of the screen-space ambient occlusion (contact
-        darkening between fingers and palm); 0 = off.
+    ao : strength in [0, 1] of an 8-tap screen-space ambient occlusion (subtle
+        contact darkening between fingers and palm); 0 = off (default: it costs
+        ~25 % more render time for a barely visible effect at 128 px).
     ao_radius : AO sampling radius in metres.
-    num_threads : optional cap on numba threads (the output does not depend on it).
+    num_threads : worker threads (default ``numba.config.NUMBA_NUM_THREADS``, i.e. the
+        number of cores or the ``NUMBA_NUM_THREADS`` environment variable); the
+        output does not depend on it.
 
     Returns
     -------
@@ -594,17 +641,9 @@ def render_capsules(
     depth = np.empty((N, S, S), np.float32)
     if N == 0:
         return img, depth
-    nt = numba.get_num_threads() if num_threads is None else max(1, min(int(num_threads), numba.config.NUMBA_NUM_THREADS))
-    n_chunks = max(1, min(N, 4 * nt))
-    old = numba.get_num_threads()
-    numba.set_num_threads(nt)
-    try:
-        _render_kernel(p0, p1, radius, alb_lin, K, light, ambient.astype(np.float64), bg,
-                       float(pixel_offset), _SRGB8_TO_LIN, _LIN_TO_SRGB8,
-                       float(blend), float(ao), float(ao_radius),
-                       n_chunks, img, depth)
-    finally:
-        numba.set_num_threads(old)
+    _run_chunks(_render_chunk, N, num_threads, p0, p1, radius, alb_lin, K, light, ambient.astype(np.float64), bg,
+                float(pixel_offset), _SRGB8_TO_LIN, _LIN_TO_SRGB8, float(blend), float(ao), float(ao_radius),
+                img, depth)
     return img, depth
 
 
@@ -699,29 +738,60 @@ def _demo_scene(rng, n: int, size: int, fill: float = 0.7):
     return p0, p1, rad, alb, K, light, amb
 
 
-def _bench(sizes=(64, 128, 256), n: int = 512, repeats: int = 7, threads: int | None = None) -> None:
+def _synth_scene_args(rng, n: int, size: int):
+    """The render_capsules inputs of the real dataset pipeline (handlatent.synth.scene)."""
+    from handlatent.synth import camera, kinematics, scene
+
+    sc = scene.sample_scene(rng, n)
+    geom = kinematics.forward_kinematics(sc.angles, sc.shape, sc.wrist)
+    palm = geom.keypoints[:, 0]
+    xyz = camera.place_points(geom.keypoints, palm, sc.view)
+    p0 = camera.place_points(geom.p0, palm, sc.view)
+    p1 = camera.place_points(geom.p1, palm, sc.view)
+    K = camera.crop_intrinsics(xyz, sc.view, size)
+    albedo = scene.capsule_albedo(sc.skin, geom.part)
+    return p0, p1, geom.radius, albedo, K, sc.light_dir, sc.ambient
+
+
+def _bench(sizes=(64, 128, 256), n: int = 512, repeats: int = 7, threads: int | None = None,
+           scenes: str = "demo", **render_kw) -> None:
+    """Print wall-clock throughput (best and median of ``repeats``) with ``threads`` workers
+    and the CPU time per image of a single-threaded run (insensitive to other load)."""
     import time
 
     from handlatent.synth.backgrounds import render_backgrounds, sample_backgrounds
 
-    print(f"numba {numba.__version__}, threads {threads or numba.get_num_threads()}, N={n}, best of {repeats}")
+    print(f"numba {numba.__version__}, threads {_n_threads(threads)}, N={n}, best of {repeats}, "
+          f"scenes={scenes}, os.getloadavg()={tuple(round(x, 1) for x in os.getloadavg())}")
     for size in sizes:
         rng = np.random.default_rng(0)
-        args = _demo_scene(rng, n, size)
+        make = _synth_scene_args if scenes == "synth" else _demo_scene
+        args = make(rng, n, size)
         params = sample_backgrounds(rng, n)
         bg = render_backgrounds(params, size, num_threads=threads)  # warm-up / compile
-        render_capsules(*(a[:8] for a in args), bg[:8], num_threads=threads)
-        tb, tr = [], []
+        img, depth = render_capsules(*(a[:8] for a in args), bg[:8], num_threads=threads, **render_kw)
+        tb, tr, cb, cr = [], [], [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
             bg = render_backgrounds(params, size, num_threads=threads)
             t1 = time.perf_counter()
-            render_capsules(*args, bg, num_threads=threads)
+            img, depth = render_capsules(*args, bg, num_threads=threads, **render_kw)
             t2 = time.perf_counter()
             tb.append(t1 - t0)
             tr.append(t2 - t1)
-        print(f"{size:4d} px  render_capsules {n / min(tr):8.0f} img/s (median {n / np.median(tr):6.0f})"
-              f"   render_backgrounds {n / min(tb):8.0f} img/s (median {n / np.median(tb):6.0f})")
+        for _ in range(max(1, repeats // 2)):
+            t0 = time.thread_time()  # one worker runs in the calling thread
+            render_backgrounds(params, size, num_threads=1)
+            t1 = time.thread_time()
+            render_capsules(*args, bg, num_threads=1, **render_kw)
+            t2 = time.thread_time()
+            cb.append(t1 - t0)
+            cr.append(t2 - t1)
+        cover = float(np.isfinite(depth).mean())
+        print(f"{size:4d} px  render_capsules {n / min(tr):7.0f} img/s (median {n / np.median(tr):6.0f},"
+              f" {min(cr) / n * 1e6:6.0f} us CPU/img, hand covers {cover:.0%})"
+              f"   render_backgrounds {n / min(tb):7.0f} img/s (median {n / np.median(tb):6.0f},"
+              f" {min(cb) / n * 1e6:5.0f} us CPU/img)")
 
 
 def _demo(path: str, size: int = 128, seed: int = 0) -> None:
@@ -751,8 +821,12 @@ if __name__ == "__main__":
     ap.add_argument("--demo", metavar="PNG", help="write a demo grid (hands over every background kind)")
     ap.add_argument("--demo-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scenes", choices=("demo", "synth"), default="demo",
+                    help="demo: built-in 31-capsule hand; synth: scenes of handlatent.synth.scene")
+    ap.add_argument("--ao", type=float, default=0.0, help="render_capsules(ao=...)")
+    ap.add_argument("--blend", type=float, default=0.006, help="render_capsules(blend=...)")
     a = ap.parse_args()
     if a.demo:
         _demo(a.demo, a.demo_size, a.seed)
     if a.bench or not a.demo:
-        _bench(tuple(a.sizes), a.n, a.repeats, a.threads)
+        _bench(tuple(a.sizes), a.n, a.repeats, a.threads, a.scenes, ao=a.ao, blend=a.blend)
