@@ -1,0 +1,255 @@
+"""GUI benchmark: how live the explorer stays while a slider is dragged.
+
+`run_gui_bench(checkpoint_or_model, n=200, rate_hz=60)` opens a real main window (needs a
+display: Xvfb is fine), moves the most informative pose slider `n` times at `rate_hz` changes per
+second from a QTimer (each change goes the whole way a mouse drag goes: slider → session →
+decode worker → bridge → views), and measures
+
+- frames shown per second: distinct decoded frames painted by the image pane while feeding;
+- latency: from a slider change to the paint of the image pane with the frame decoded from that
+  value (median, p95, max). Changes overtaken by a newer one before they were decoded are never
+  shown (newest wins), so they have no latency; `changes_shown` counts the others;
+- the 3D view's latency: from a change to the vispy canvas' draw of that frame;
+- the longest GUI-thread stall: the largest gap between ticks of a 1 ms heartbeat QTimer.
+
+Targets at 128 px (docs/gui.md): ≥ 30 frames/s, p95 latency ≤ 50 ms, no stall over 30 ms.
+
+    python -m handlatent.app.bench --checkpoint model.pt [--n 200] [--rate 60] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+TARGETS = {"fps": 30.0, "latency_p95_ms": 50.0, "max_stall_ms": 30.0}
+HEARTBEAT_MS = 1
+SETTLE_TIMEOUT_S = 10.0
+
+
+def _application() -> Any:
+    from PySide6.QtWidgets import QApplication
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(["handlatent-bench-gui"])
+    return app
+
+
+def _session_for(checkpoint_or_model: Any, device: str) -> tuple[Any, bool]:
+    """(session, owned): a Session from a path, a DVAE model, or a Session passed through."""
+    from handlatent.explorer import Session
+    if isinstance(checkpoint_or_model, Session):
+        return checkpoint_or_model, False
+    if isinstance(checkpoint_or_model, (str, os.PathLike)):
+        return Session.from_checkpoint(Path(checkpoint_or_model), device=device), True
+    model = checkpoint_or_model
+    # A bare model has no latent statistics; uniform KL only fixes the slider order and
+    # spares the benchmark the KL estimate (which encodes synthetic images).
+    stats = {"kl_per_dim": [1.0] * model.layout.total}
+    return Session(model, name=type(model).__name__, device=device, latent_stats=stats), True
+
+
+def _wait(app: Any, predicate: Any, timeout_s: float) -> bool:
+    deadline = time.perf_counter() + timeout_s
+    while not predicate():
+        if time.perf_counter() > deadline:
+            return False
+        app.processEvents()
+        time.sleep(0.001)
+    return True
+
+
+def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *,
+                  device: str = "cpu", window_size: tuple[int, int] = (1400, 900)) -> dict:
+    """Feed `n` slider changes at `rate_hz` into a shown main window and measure (see module).
+
+    `checkpoint_or_model`: a checkpoint path, a DVAE model, or a Session (left open).
+    Returns a dict of plain numbers (milliseconds, frames per second) and `meets_targets`.
+    """
+    from PySide6.QtCore import Qt, QTimer
+
+    from handlatent.app.main_window import MainWindow, freeze_startup_objects
+
+    from handlatent.app.cli import _has_display
+    if not _has_display():
+        raise RuntimeError("the GUI benchmark needs a display: run it under xvfb-run -a")
+    if n < 2:
+        raise ValueError(f"n must be >= 2, got {n}")
+    if not rate_hz > 0:
+        raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+    app = _application()
+    session, owned = _session_for(checkpoint_or_model, device)
+    window = MainWindow(session)
+    try:
+        window.resize(*window_size)
+        window.show()
+        gl = app.platformName() not in ("offscreen", "minimal")
+        drawn: list[tuple[float, Any]] = []      # (time, request id shown) per 3D draw
+        window.skeleton.drawn.connect(lambda rid: drawn.append((time.perf_counter(), rid)))
+        if not _wait(app, lambda: window.frames_shown > 0 and (not gl or drawn), 30.0):
+            raise RuntimeError("the window showed no decoded frame within 30 s")
+        freeze_startup_objects()                 # as handlatent-gui does after startup
+        _wait(app, lambda: False, 0.3)           # let startup paints settle
+
+        # The most informative pose dimension, as the user would pick it.
+        index = int(session.active_dims("z_y1")[0]) if session.active_dims("z_y1") else 0
+        slider = window.latent_panel.slider(index)
+        lo, hi = slider.minimum(), slider.maximum()
+        values = np.linspace(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo), n).astype(np.float32)
+        if np.float32(session.latent[index]) in set(values.tolist()):
+            values = values + np.float32(1e-3)
+        sent_at: dict[float, float] = {}
+        z_of_request: dict[int, float] = {}
+        shown: list[tuple[float, int]] = []      # (time, request id) per image paint
+        decode_ms: list[float] = []
+
+        def on_decoded(frame: Any) -> None:
+            z_of_request[frame.request_id] = float(frame.z[index])
+            decode_ms.append(float(frame.elapsed_ms))
+
+        def on_shown(tag: Any) -> None:
+            if tag is not None:
+                shown.append((time.perf_counter(), int(tag)))
+
+        window.bridge.decoded.connect(on_decoded)
+        window.image_pane.frameShown.connect(on_shown)
+
+        gaps: list[float] = []
+        last_beat = [time.perf_counter()]
+
+        def beat() -> None:
+            now = time.perf_counter()
+            gaps.append(now - last_beat[0])
+            last_beat[0] = now
+
+        heartbeat = QTimer()
+        heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
+        heartbeat.setInterval(HEARTBEAT_MS)
+        heartbeat.timeout.connect(beat)
+
+        step = [0]
+
+        def feed() -> None:
+            k = step[0]
+            if k >= n:
+                feeder.stop()
+                return
+            v = float(values[k])
+            sent_at[float(np.float32(v))] = time.perf_counter()
+            slider.setValue(v)                   # emits valueChanged -> session.set_value
+            step[0] += 1
+
+        feeder = QTimer()
+        feeder.setTimerType(Qt.TimerType.PreciseTimer)
+        feeder.setInterval(max(1, round(1000.0 / rate_hz)))
+        feeder.timeout.connect(feed)
+
+        drawn.clear()
+        session.begin_edit()                      # one drag = one undo step, as with a mouse
+        t0 = time.perf_counter()
+        last_beat[0] = t0
+        heartbeat.start()
+        feeder.start()
+        final = float(np.float32(values[-1]))
+
+        def final_shown() -> bool:
+            return step[0] >= n and any(z_of_request.get(rid) == final for _, rid in shown)
+
+        settled = _wait(app, final_shown, n / rate_hz + SETTLE_TIMEOUT_S)
+        t_end = time.perf_counter()
+        _wait(app, lambda: False, 0.1)            # let the 3D view draw the last frame
+        heartbeat.stop()
+        feeder.stop()
+        session.end_edit()
+        window.bridge.decoded.disconnect(on_decoded)
+        window.image_pane.frameShown.disconnect(on_shown)
+
+        latencies = []
+        seen: set[float] = set()
+        for t, rid in shown:
+            v = z_of_request.get(rid)
+            if v is None or v in seen or v not in sent_at:
+                continue
+            seen.add(v)
+            latencies.append((t - sent_at[v]) * 1000)
+        gl_latencies = []
+        gl_seen: set[float] = set()
+        for t, rid in drawn:
+            v = z_of_request.get(rid)
+            if v is None or v in gl_seen or v not in sent_at:
+                continue
+            gl_seen.add(v)
+            gl_latencies.append((t - sent_at[v]) * 1000)
+        feed_end = t0 + n / rate_hz
+        frames_during = len({rid for t, rid in shown if t <= max(feed_end, t0 + 1e-3)})
+        duration = feed_end - t0
+        lat = np.asarray(latencies) if latencies else np.asarray([np.nan])
+        gl_lat = np.asarray(gl_latencies) if gl_latencies else np.asarray([np.nan])
+        result = {
+            "n": int(n), "rate_hz": float(rate_hz), "image_size": int(session.image_size),
+            "device": str(session.device), "platform": app.platformName(),
+            "duration_s": round(duration, 3),
+            "frames_shown": len({rid for _, rid in shown}),
+            "fps": round(frames_during / duration, 1),
+            "changes_shown": len(latencies),
+            "latency_median_ms": round(float(np.median(lat)), 1),
+            "latency_p95_ms": round(float(np.percentile(lat, 95)), 1),
+            "latency_max_ms": round(float(np.max(lat)), 1),
+            "gl_latency_median_ms": round(float(np.median(gl_lat)), 1),
+            "gl_latency_p95_ms": round(float(np.percentile(gl_lat, 95)), 1),
+            "max_stall_ms": round(max(gaps) * 1000, 1) if gaps else float("nan"),
+            "decode_median_ms": round(float(np.median(decode_ms)), 2) if decode_ms else None,
+            "settled": bool(settled),
+            "total_s": round(t_end - t0, 3),
+        }
+        result["meets_targets"] = bool(
+            result["fps"] >= TARGETS["fps"]
+            and result["latency_p95_ms"] <= TARGETS["latency_p95_ms"]
+            and result["max_stall_ms"] <= TARGETS["max_stall_ms"] and settled)
+        return result
+    finally:
+        window.shutdown()
+        window.close()
+        window.deleteLater()
+        app.processEvents()
+        if owned:
+            session.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m handlatent.app.bench",
+                                     description="GUI liveness benchmark (needs a display).")
+    parser.add_argument("--checkpoint", help="model checkpoint (default: a random 128 px model)")
+    parser.add_argument("--image-size", type=int, default=128, choices=(64, 128, 256),
+                        help="size of the random model when no checkpoint is given")
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=60.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    if args.checkpoint:
+        target: Any = args.checkpoint
+    else:
+        import torch
+
+        from handlatent.model import ModelConfig, build_model
+        torch.manual_seed(0)
+        target = build_model(ModelConfig(image_size=args.image_size))
+    result = run_gui_bench(target, n=args.n, rate_hz=args.rate, device=args.device)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>22}: {value}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

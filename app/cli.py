@@ -1,0 +1,239 @@
+"""`handlatent-gui`: open the latent-space explorer on a checkpoint.
+
+    handlatent-gui [--checkpoint model.pt] [--device auto|cpu|cuda] [--screenshot out.png]
+
+Without --checkpoint the bundled model assets/models/synth-hands-128.pt is used. A missing,
+corrupt or unsafe checkpoint gives a one-line message on stderr (and a dialog when a window can
+be shown) and exit status 2; never a traceback. --screenshot opens the window, waits for the
+first decoded frame and a rendered 3D view, saves `window.grab()` and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+PROG = "handlatent-gui"
+BUNDLED_MODEL = Path("assets") / "models" / "synth-hands-128.pt"
+EXIT_USAGE = 2          # bad checkpoint, no display, bad arguments
+EXIT_FAILED = 1         # the window could not produce a screenshot
+SCREENSHOT_TIMEOUT_S = 60.0
+NO_DIALOG_PLATFORMS = ("offscreen", "minimal")
+
+
+class CliError(Exception):
+    """A failure reported as one line on stderr with an exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def bundled_model() -> Path:
+    """Where the bundled model lives: assets/ beside the package folders (the repository root)."""
+    here = Path(__file__).resolve().parent          # app/ (installed as handlatent.app)
+    candidates = [here.parent / BUNDLED_MODEL]
+    try:
+        import handlatent
+        candidates.append(Path(handlatent.__file__).resolve().parent.parent / BUNDLED_MODEL)
+    except ImportError:  # pragma: no cover - the package is always importable when installed
+        pass
+    for path in candidates:
+        if path.is_file():
+            return path
+    return candidates[0]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Latent-space explorer for the disentangled hand VAE (dVAE).")
+    parser.add_argument("--checkpoint", metavar="MODEL.pt",
+                        help=f"model checkpoint (default: the bundled {BUNDLED_MODEL})")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where the model runs (default: auto = CUDA if available)")
+    parser.add_argument("--screenshot", metavar="OUT.png",
+                        help="open the window, save a screenshot once the first frame is "
+                             "shown, and exit")
+    parser.add_argument("--no-dialogs", action="store_true",
+                        help="report startup errors on stderr only (for scripts)")
+    return parser.parse_args(argv)
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+def _has_display() -> bool:
+    """Whether Qt can open windows: a platform plugin was chosen, or an X/Wayland display set."""
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("QT_QPA_PLATFORM") or os.environ.get("DISPLAY")
+                or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def load_session(checkpoint: str | None, device: str) -> Any:
+    """A Session on the checkpoint (or the bundled model); CliError with one line if impossible."""
+    from handlatent.checkpoint import CheckpointError
+    from handlatent.explorer import Session
+
+    if checkpoint is None:
+        path = bundled_model()
+        if not path.is_file():
+            raise CliError(f"no --checkpoint given and the bundled model {BUNDLED_MODEL} is not "
+                           f"there yet (train it or pass --checkpoint MODEL.pt)")
+    else:
+        path = Path(checkpoint)
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise CliError("--device cuda: no CUDA device is available (use --device cpu)")
+    try:
+        return Session.from_checkpoint(path, device=device)
+    except CheckpointError as error:
+        raise CliError(_one_line(error)) from None
+    except (ValueError, RuntimeError, OSError, KeyError, TypeError) as error:
+        raise CliError(f"{path}: cannot load the model ({_one_line(error)})") from None
+
+
+def _application(argv0: str) -> Any:
+    from PySide6.QtWidgets import QApplication
+
+    from handlatent.app.main_window import APPLICATION, ORGANIZATION
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([argv0])
+        from handlatent.app.theme import apply_dark_theme
+        apply_dark_theme(app)
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    return app
+
+
+def _error_dialog(message: str) -> None:
+    from PySide6.QtWidgets import QMessageBox
+    box = QMessageBox(QMessageBox.Icon.Critical, PROG, message)
+    box.setInformativeText("The explorer needs a handlatent checkpoint (.pt) written by "
+                           "handlatent-train.")
+    box.exec()
+
+
+class ScreenshotTaker:
+    """Save `window.grab()` once a decoded frame was painted and the 3D view has drawn it."""
+
+    def __init__(self, window: Any, path: str, app: Any, timeout_s: float) -> None:
+        from PySide6.QtCore import QTimer
+        self.window, self.path, self.app = window, path, app
+        self.status: int | None = None
+        self.image_shown = False
+        self.gl_drawn = not _gl_available(app)   # no OpenGL: do not wait for the 3D view
+        window.image_pane.frameShown.connect(self._on_image)
+        window.skeleton.drawn.connect(self._on_draw)
+        self.deadline = time.monotonic() + timeout_s
+        self.poll = QTimer()
+        self.poll.setInterval(50)
+        self.poll.timeout.connect(self._check)
+        self.poll.start()
+
+    def _on_image(self, _tag: Any) -> None:
+        self.image_shown = True
+
+    def _on_draw(self, request_id: Any) -> None:
+        if request_id is not None and self.window.skeleton.surface.isVisible():
+            self.gl_drawn = True
+
+    def _check(self) -> None:
+        if self.image_shown and self.gl_drawn:
+            self.poll.stop()
+            from PySide6.QtCore import QTimer
+            QTimer.singleShot(150, self._save)   # let the last paints land
+        elif time.monotonic() > self.deadline:
+            self.poll.stop()
+            what = "decoded frame" if not self.image_shown else "rendered 3D view"
+            print(f"{PROG}: timed out waiting for the first {what}", file=sys.stderr)
+            self.status = EXIT_FAILED
+            self.window.close()
+
+    def _save(self) -> None:
+        self.app.processEvents()
+        if self.window.grab_window().save(self.path):
+            print(f"{PROG}: screenshot saved to {self.path}")
+            self.status = 0
+        else:
+            print(f"{PROG}: cannot write the screenshot {self.path}", file=sys.stderr)
+            self.status = EXIT_FAILED
+        self.window.close()
+
+
+def _quit_on_ctrl_c(app: Any, window: Any) -> None:
+    """Ctrl+C in the terminal closes the window (Python only sees signals between Qt events,
+    so a slow timer gives it the chance)."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    timer = QTimer(window)
+    timer.setInterval(250)
+    timer.timeout.connect(lambda: None)
+    timer.start()
+
+
+def _gl_available(app: Any) -> bool:
+    return app.platformName() not in NO_DIALOG_PLATFORMS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    dialogs_allowed = (not args.no_dialogs and not args.screenshot
+                       and not os.environ.get("HANDLATENT_NO_DIALOGS"))
+    app = None
+    session = None
+    try:
+        if not _has_display():
+            raise CliError("no display to open a window on (set DISPLAY, run under xvfb-run, "
+                           "or set QT_QPA_PLATFORM=offscreen)")
+        if args.screenshot:
+            folder = Path(args.screenshot).resolve().parent
+            if not folder.is_dir():
+                raise CliError(f"--screenshot {args.screenshot}: folder {folder} does not exist")
+        app = _application(PROG)
+        try:
+            session = load_session(args.checkpoint, args.device)
+        except CliError as error:
+            print(f"{PROG}: {error}", file=sys.stderr, flush=True)
+            if dialogs_allowed and app.platformName() not in NO_DIALOG_PLATFORMS:
+                _error_dialog(str(error))
+            return error.status
+        from handlatent.app.main_window import MainWindow, freeze_startup_objects
+        window = MainWindow(session)
+        window.show()
+        freeze_startup_objects()
+        _quit_on_ctrl_c(app, window)
+        taker = None
+        if args.screenshot:
+            taker = ScreenshotTaker(window, args.screenshot, app, SCREENSHOT_TIMEOUT_S)
+        status = app.exec()
+        if taker is not None:
+            status = EXIT_FAILED if taker.status is None else taker.status
+        return int(status)
+    except CliError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return error.status
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
+        if os.environ.get("HANDLATENT_DEBUG"):
+            raise
+        print(f"{PROG}: unexpected error: {type(error).__name__}: {_one_line(error)} "
+              f"(set HANDLATENT_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if session is not None:
+            session.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Dialogs: file choosers, error boxes, the keyboard-shortcut sheet, the export progress dialog."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHeaderView, QMessageBox,
+                               QProgressDialog, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                               QWidget)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                  ".pgm")
+IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
+PRESET_FILTER = "Latent presets (*.json);;All files (*)"
+PNG_FILTER = "PNG image (*.png);;JPEG image (*.jpg *.jpeg);;All files (*)"
+WALK_FILTER = "Animated GIF (*.gif);;MP4 video (*.mp4);;PNG strip (*.png)"
+WALK_SUFFIX_OF_FILTER = {"Animated GIF (*.gif)": ".gif", "MP4 video (*.mp4)": ".mp4",
+                         "PNG strip (*.png)": ".png"}
+
+
+def is_image_path(path: str) -> bool:
+    """Whether `path` has an image file suffix (for drag & drop)."""
+    return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES
+
+
+def open_image_path(parent: QWidget | None, title: str = "Open image",
+                    directory: str = "") -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, title, directory, IMAGE_FILTER)
+    return path or None
+
+
+def open_preset_path(parent: QWidget | None, directory: str = "") -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, "Load latent preset", directory,
+                                          PRESET_FILTER)
+    return path or None
+
+
+def save_path(parent: QWidget | None, title: str, name: str, file_filter: str,
+              default_suffix: str) -> str | None:
+    """A save-file chooser; the suffix is added when the user typed none."""
+    path, chosen = QFileDialog.getSaveFileName(parent, title, name, file_filter)
+    if not path:
+        return None
+    if not os.path.splitext(path)[1]:
+        path += WALK_SUFFIX_OF_FILTER.get(chosen, default_suffix)
+    return path
+
+
+def show_error(parent: QWidget | None, title: str, message: str, *,
+               modal: bool = False) -> QMessageBox:
+    """An error box; window-modal and non-blocking unless `modal` (then it runs exec())."""
+    box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok,
+                      parent)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+    if modal:
+        box.exec()
+    else:
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+    return box
+
+
+def export_progress(parent: QWidget | None, label: str, n: int) -> QProgressDialog:
+    """A cancellable progress dialog for a walk export of `n` frames."""
+    dialog = QProgressDialog(label, "Cancel", 0, max(n, 1), parent)
+    dialog.setWindowTitle("Exporting latent walk")
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.setMinimumDuration(0)
+    dialog.setAutoClose(False)
+    dialog.setAutoReset(False)
+    dialog.setValue(0)
+    return dialog
+
+
+class ShortcutsDialog(QDialog):
+    """Help ▸ Keyboard shortcuts: every action that has a shortcut, in menu order."""
+
+    def __init__(self, actions: Iterable[QAction], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        rows = []
+        for action in actions:
+            keys = [k.toString(k.SequenceFormat.NativeText) for k in action.shortcuts()]
+            if keys:
+                rows.append((action.text().replace("&", "").rstrip(".…"), ", ".join(keys)))
+        rows.append(("Drag a slider", "one undo step per drag"))
+        rows.append(("Drop image files", "estimate the pose (onto the transfer panes: load)"))
+        self.table = QTableWidget(len(rows), 2)
+        self.table.setHorizontalHeaderLabels(["Action", "Shortcut"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.table.setWordWrap(False)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        for r, (name, keys) in enumerate(rows):
+            self.table.setItem(r, 0, QTableWidgetItem(name))
+            self.table.setItem(r, 1, QTableWidgetItem(keys))
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        layout.addWidget(buttons)
+        self.resize(520, 640)
+
+
+def about_text(session_name: str, device: str) -> str:
+    return ("<b>handlatent</b> — latent-space explorer for the disentangled hand VAE "
+            "(Yang &amp; Yao, CVPR 2019).<br><br>"
+            f"Model: {session_name}<br>Device: {device}<br><br>"
+            "z = [z_y1 canonical pose | z_y2 viewpoint | z_u content]")
+

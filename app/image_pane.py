@@ -1,0 +1,109 @@
+"""A pyqtgraph image pane: an RGB uint8 image at full resolution, aspect locked, updated live.
+
+`ImagePane.set_image(image, tag)` pushes a new array; `frameShown(tag)` is emitted when the image
+item has actually been painted with it (the benchmark measures latency to that moment).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+BACKGROUND = "#202226"
+
+
+class _ShownImageItem(pg.ImageItem):
+    """An ImageItem that reports when a given array was painted."""
+
+    def __init__(self, pane: "ImagePane") -> None:
+        super().__init__(axisOrder="row-major")
+        self._pane = pane
+        self.tag: Any = None
+        self._reported: Any = object()
+
+    def paint(self, p, *args) -> None:  # noqa: ANN001 - Qt signature
+        super().paint(p, *args)
+        if self.tag is not self._reported:
+            self._reported = self.tag
+            self._pane.frameShown.emit(self.tag)
+
+
+class ImagePane(QWidget):
+    """Title line over a pyqtgraph view of one image (pan/zoom with the mouse, aspect locked)."""
+
+    frameShown = Signal(object)
+
+    def __init__(self, title: str = "", parent: QWidget | None = None, *,
+                 placeholder: str = "no image", min_size: int = 160) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        self.title = QLabel(title)
+        self.title.setStyleSheet("font-weight: 600; padding: 2px 4px;")
+        self.title.setVisible(bool(title))
+        layout.addWidget(self.title)
+        self.view = pg.GraphicsView(background=BACKGROUND)
+        self.view.setMinimumSize(min_size, min_size)
+        self.box = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False,
+                              defaultPadding=0.01)
+        self.view.setCentralItem(self.box)
+        self.item = _ShownImageItem(self)
+        self.box.addItem(self.item)
+        self.placeholder = pg.TextItem(placeholder, color="#8a8f98", anchor=(0.5, 0.5))
+        self.box.addItem(self.placeholder)
+        self.placeholder.setPos(0.5, 0.5)
+        self.box.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+        layout.addWidget(self.view, 1)
+        self._image: np.ndarray | None = None
+        self._shape: tuple[int, ...] | None = None
+
+    def set_image(self, image: np.ndarray | None, tag: Any = None) -> None:
+        """Show `image` ((H, W, 3) or (H, W) uint8); None clears the pane."""
+        if image is None:
+            self._image, self._shape = None, None
+            self.item.clear()
+            self.placeholder.setVisible(True)
+            self.box.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            return
+        image = np.ascontiguousarray(image)
+        self._image = image
+        self.item.tag = tag
+        self.item.setImage(image, autoLevels=False, levels=(0, 255))
+        self.placeholder.setVisible(False)
+        if image.shape[:2] != (self._shape or (None, None))[:2]:
+            self._shape = image.shape
+            self.box.setRange(xRange=(0, image.shape[1]), yRange=(0, image.shape[0]),
+                              padding=0.01)
+
+    def image(self) -> np.ndarray | None:
+        """The array shown now (what was last passed to `set_image`)."""
+        return self._image
+
+    def qimage(self) -> QImage | None:
+        """The shown image as a QImage (a copy), e.g. for the clipboard."""
+        if self._image is None:
+            return None
+        return numpy_to_qimage(self._image)
+
+    def reset_view(self) -> None:
+        if self._shape is not None:
+            self.box.setRange(xRange=(0, self._shape[1]), yRange=(0, self._shape[0]),
+                              padding=0.01)
+
+
+def numpy_to_qimage(image: np.ndarray) -> QImage:
+    """A deep-copied QImage of an (H, W, 3) or (H, W) uint8 array."""
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    h, w = image.shape[:2]
+    if image.ndim == 2:
+        return QImage(image.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
+    if image.shape[2] == 4:
+        return QImage(image.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+    return QImage(image.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+

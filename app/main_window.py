@@ -1,0 +1,361 @@
+"""The main window: latent sliders, decoded image, 3D skeleton, walk and transfer docks.
+
+It wires views to one `handlatent.explorer.Session` through a `SessionBridge`; every user action
+is a session call, every view update comes from a session event.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import (QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication,
+                           QPixmap)
+from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QSplitter,
+                               QWidget)
+
+from handlatent.app import dialogs
+from handlatent.app.actions import install_actions
+from handlatent.app.bridge import SessionBridge
+from handlatent.app.image_pane import ImagePane
+from handlatent.app.latent_panel import LatentPanel
+from handlatent.app.skeleton_view import SkeletonView
+from handlatent.app.transfer_panel import TransferPanel, dropped_image_paths
+from handlatent.app.walk_panel import WalkPanel
+
+ORGANIZATION = "handlatent"
+APPLICATION = "handlatent-gui"
+RECENT_KEY = "recentFiles"
+MAX_RECENT = 10
+DEFAULT_SIZE = (1400, 900)
+MESSAGE_MS = 8000
+
+
+def freeze_startup_objects() -> None:
+    """Move everything allocated at startup (torch, Qt, vispy, the model) out of the garbage
+    collector's reach: without this, a full collection scans them all and stalls the GUI thread
+    for 50-150 ms in the middle of a slider drag (measured under Xvfb on 2 cores)."""
+    gc.collect()
+    gc.freeze()
+
+
+def settings() -> QSettings:
+    """The GUI's persistent settings (organisation "handlatent")."""
+    return QSettings(ORGANIZATION, APPLICATION)
+
+
+class MainWindow(QMainWindow):
+    """The explorer window for `session` (which the caller owns and closes)."""
+
+    firstFrameShown = Signal()
+
+    def __init__(self, session: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.bridge = SessionBridge(session, self)
+        self.frames_shown = 0
+        self.last_frame: Any = None
+        self.setWindowTitle(f"handlatent — {session.name}")
+        self.setAcceptDrops(True)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks
+                            | QMainWindow.DockOption.AllowTabbedDocks)
+
+        # Centre: [input image (after an estimate) | decoded image | 3D skeleton]
+        self.input_pane = ImagePane("Input image (estimate)", placeholder="")
+        self.input_pane.setVisible(False)
+        self.image_pane = ImagePane("Decoded image", placeholder="decoding…")
+        self.skeleton = SkeletonView(self.bridge)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setChildrenCollapsible(False)
+        for w in (self.input_pane, self.image_pane, self.skeleton):
+            self.splitter.addWidget(w)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 1)
+        self.setCentralWidget(self.splitter)
+
+        self.latent_panel = LatentPanel(session, self.bridge)
+        self.walk_panel = WalkPanel(session, self.bridge)
+        self.transfer_panel = TransferPanel(session, self.bridge)
+        self.latent_dock = self._dock("Latent z", "latent-dock", self.latent_panel,
+                                      Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.walk_dock = self._dock("Latent walk", "walk-dock", self.walk_panel,
+                                    Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.transfer_dock = self._dock("Pose transfer", "transfer-dock", self.transfer_panel,
+                                        Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.walk_dock, self.transfer_dock)
+        self.walk_dock.raise_()
+        self.docks = [self.latent_dock, self.walk_dock, self.transfer_dock]
+
+        self.device_label = QLabel(f"Device: {session.device}")
+        self.model_label = QLabel(f"Model: {session.name} · {session.image_size} px · "
+                                  f"d = {session.layout.total}")
+        self.decode_label = QLabel("decode: – ms")
+        self.decode_label.setMinimumWidth(120)
+        for label in (self.device_label, self.model_label, self.decode_label):
+            self.statusBar().addPermanentWidget(label)
+
+        self.recent_menu = None
+        self.toolbar = None
+        self.actions_by_name: dict[str, QAction] = install_actions(self)
+
+        self.bridge.decoded.connect(self.on_decoded)
+        self.bridge.historyChanged.connect(self.sync_history)
+        self.bridge.imagesChanged.connect(self.sync_images)
+        self.bridge.error.connect(lambda m: self.show_message(f"Error: {m}"))
+        self.skeleton.modeChanged.connect(self._sync_mode_action)
+        self.latent_panel.showInactiveChanged.connect(self._sync_inactive_action)
+        for panel in (self.walk_panel, self.transfer_panel):
+            panel.message.connect(self.show_message)
+        self.sync_history()
+        self.resize(*DEFAULT_SIZE)
+        self.resizeDocks([self.latent_dock], [430], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.walk_dock], [200], Qt.Orientation.Vertical)
+        self.splitter.setSizes([0, 480, 480])
+        session.refresh()   # the first frame: decoded on the worker, shown when it arrives
+
+    def _dock(self, title: str, name: str, widget: QWidget,
+              area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    # -- session -> views ----------------------------------------------------------------------
+
+    def on_decoded(self, frame: Any) -> None:
+        self.last_frame = frame
+        self.image_pane.set_image(frame.image, tag=frame.request_id)
+        self.decode_label.setText(f"decode: {frame.elapsed_ms:.1f} ms")
+        self.frames_shown += 1
+        if self.frames_shown == 1:
+            self.firstFrameShown.emit()
+
+    def sync_history(self) -> None:
+        self.actions_by_name["undo"].setEnabled(bool(self.session.can_undo))
+        self.actions_by_name["redo"].setEnabled(bool(self.session.can_redo))
+
+    def sync_images(self) -> None:
+        loaded = self.session.images.get("estimate")
+        if loaded is None:
+            self.input_pane.set_image(None)
+            self.input_pane.setVisible(False)
+            return
+        self.input_pane.set_image(loaded.model_input)
+        self.input_pane.title.setText(f"Input image · {loaded.label}")
+        if not self.input_pane.isVisible():
+            self.input_pane.setVisible(True)
+            total = sum(self.splitter.sizes())
+            self.splitter.setSizes([total // 3, total // 3, total - 2 * (total // 3)])
+
+    def _sync_mode_action(self, mode: str) -> None:
+        a = self.actions_by_name["canonical"]
+        a.blockSignals(True)
+        a.setChecked(mode == "cpose")
+        a.blockSignals(False)
+
+    def _sync_inactive_action(self, show: bool) -> None:
+        a = self.actions_by_name["show_inactive"]
+        a.blockSignals(True)
+        a.setChecked(show)
+        a.blockSignals(False)
+
+    def show_message(self, text: str) -> None:
+        """One line in the status bar (errors included)."""
+        self.statusBar().showMessage(" ".join(str(text).split()), MESSAGE_MS)
+
+    # -- actions (each one a session call) ------------------------------------------------------
+
+    def undo(self) -> None:
+        if not self.session.undo():
+            self.show_message("Nothing to undo")
+
+    def redo(self) -> None:
+        if not self.session.redo():
+            self.show_message("Nothing to redo")
+
+    def randomize(self, part: str | None) -> None:
+        """A prior sample of the whole latent (locked parts kept) or of one sub-latent."""
+        if part is not None and self.session.locked(part):
+            self.show_message(f"{part} is locked: unlock it to sample it")
+            return
+        self.session.randomize(part)
+        locked = [p for p in self.session.layout.names if self.session.locked(p)]
+        if part is not None:
+            self.show_message(f"Sampled {part} from N(0, I)")
+        else:
+            self.show_message("Sampled z from N(0, I)" +
+                              (f" (kept locked {', '.join(locked)})" if locked else ""))
+
+    def reset_all(self) -> None:
+        self.session.begin_edit()
+        try:
+            for part in self.session.layout.names:
+                self.session.reset_part(part)
+        finally:
+            self.session.end_edit()
+
+    def set_canonical_view(self, on: bool) -> None:
+        self.skeleton.set_mode("cpose" if on else "xyz")
+
+    def open_image_dialog(self) -> None:
+        path = dialogs.open_image_path(self, "Open image — estimate the pose")
+        if path:
+            self.open_image(path)
+
+    def open_image(self, path: str) -> bool:
+        """Estimate the pose of an image file; a bad file leaves the session unchanged."""
+        try:
+            self.session.estimate(path)
+        except ValueError as error:   # ImageError: one line naming the file and the problem
+            self.show_message(str(error))
+            return False
+        self.add_recent(path)
+        self.show_message(f"Estimated the pose of {os.path.basename(path)}")
+        return True
+
+    def load_preset_dialog(self) -> None:
+        path = dialogs.open_preset_path(self)
+        if path:
+            self.load_preset(path)
+
+    def load_preset(self, path: str) -> bool:
+        try:
+            self.session.load_preset(path)
+        except ValueError as error:   # PresetError
+            self.show_message(str(error))
+            return False
+        self.add_recent(path)
+        self.show_message(f"Loaded preset {os.path.basename(path)}")
+        return True
+
+    def save_preset_dialog(self) -> None:
+        path = dialogs.save_path(self, "Save latent preset", "preset.json",
+                                 dialogs.PRESET_FILTER, ".json")
+        if path:
+            self.save_preset(path)
+
+    def save_preset(self, path: str) -> bool:
+        try:
+            written = self.session.save_preset(path)
+        except (ValueError, OSError) as error:
+            self.show_message(f"Cannot save preset: {' '.join(str(error).split())}")
+            return False
+        self.add_recent(str(written))
+        self.show_message(f"Preset saved to {written}")
+        return True
+
+    def save_image_dialog(self) -> None:
+        path = dialogs.save_path(self, "Save decoded image", "decoded.png", dialogs.PNG_FILTER,
+                                 ".png")
+        if path:
+            self.save_image(path)
+
+    def save_image(self, path: str) -> bool:
+        image = self.image_pane.qimage()
+        if image is None or not image.save(path):
+            self.show_message(f"Cannot save the image to {path}")
+            return False
+        self.show_message(f"Image saved to {path}")
+        return True
+
+    def copy_image(self) -> None:
+        image = self.image_pane.qimage()
+        if image is None:
+            self.show_message("No image to copy yet")
+            return
+        QGuiApplication.clipboard().setImage(image)
+        self.show_message(f"Copied the decoded image ({image.width()}×{image.height()}) "
+                          f"to the clipboard")
+
+    def save_screenshot_dialog(self) -> None:
+        path = dialogs.save_path(self, "Save screenshot", "handlatent.png", dialogs.PNG_FILTER,
+                                 ".png")
+        if path:
+            self.save_screenshot(path)
+
+    def grab_window(self) -> QPixmap:
+        """A screenshot of the whole window (the 3D view included)."""
+        return self.grab()
+
+    def save_screenshot(self, path: str) -> bool:
+        ok = self.grab_window().save(path)
+        self.show_message(f"Screenshot saved to {path}" if ok else
+                          f"Cannot save the screenshot to {path}")
+        return bool(ok)
+
+    def show_shortcuts(self) -> None:
+        dialog = dialogs.ShortcutsDialog(self.actions_by_name.values(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        dialog.open()
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About handlatent",
+                          dialogs.about_text(self.session.name, self.session.device))
+
+    # -- recent files ----------------------------------------------------------------------
+
+    def recent_files(self) -> list[str]:
+        value = settings().value(RECENT_KEY, [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def add_recent(self, path: str) -> None:
+        path = os.path.abspath(path)
+        files = [path] + [p for p in self.recent_files() if p != path]
+        settings().setValue(RECENT_KEY, files[:MAX_RECENT])
+
+    def rebuild_recent_menu(self) -> None:
+        menu = self.recent_menu
+        menu.clear()
+        files = [p for p in self.recent_files() if os.path.exists(p)]
+        if not files:
+            a = menu.addAction("(none)")
+            a.setEnabled(False)
+            return
+        for path in files:
+            a = menu.addAction(os.path.basename(path))
+            a.setToolTip(path)
+            a.setStatusTip(path)
+            a.triggered.connect(lambda _=False, p=path: self.open_recent(p))
+        menu.addSeparator()
+        menu.addAction("Clear list", lambda: settings().setValue(RECENT_KEY, []))
+
+    def open_recent(self, path: str) -> bool:
+        if path.lower().endswith(".json"):
+            return self.load_preset(path)
+        return self.open_image(path)
+
+    # -- drag & drop ------------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if dropped_image_paths(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        paths = dropped_image_paths(event)
+        if paths:
+            event.acceptProposedAction()
+            self.open_image(paths[0])
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop timers and exports and stop listening to the session (idempotent)."""
+        self.walk_panel.timer.stop()
+        job = self.walk_panel.job
+        if job is not None and job.is_running():
+            job.cancel()
+            job.wait(10000)
+        self.bridge.detach()
+        self.skeleton.shutdown()

@@ -1,0 +1,150 @@
+"""The pose-transfer panel: pose image | content image | result, each above its skeleton.
+
+Loading goes through `Session.load_image(path, "pose" | "content")`; the result is
+`Session.transfer()` (z_y1, z_y2 of the pose image with z_u of the content image), saved with
+`Session.save_transfer`. Image files can be dropped onto the pose or content column.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+
+from handlatent.app import dialogs
+from handlatent.app.image_pane import ImagePane
+from handlatent.explorer.figures import draw_skeleton
+
+SKELETON_PX = 192
+
+
+def dropped_image_paths(event: QDragEnterEvent | QDropEvent) -> list[str]:
+    """Local image files carried by a drag (empty if none)."""
+    mime = event.mimeData()
+    if not mime.hasUrls():
+        return []
+    return [u.toLocalFile() for u in mime.urls()
+            if u.isLocalFile() and dialogs.is_image_path(u.toLocalFile())]
+
+
+class TransferColumn(QWidget):
+    """Title, image pane and skeleton pane side by side; accepts dropped image files."""
+
+    fileDropped = Signal(str)
+
+    def __init__(self, title: str, accepts_drops: bool, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAcceptDrops(accepts_drops)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        panes = QHBoxLayout()
+        panes.setSpacing(2)
+        hint = "drop an image here" if accepts_drops else "no result yet"
+        self.image = ImagePane(title, placeholder=hint, min_size=110)
+        self.skeleton = ImagePane(" ", placeholder="", min_size=110)
+        panes.addWidget(self.image, 1)
+        panes.addWidget(self.skeleton, 1)
+        column.addLayout(panes, 1)
+        self.button = QPushButton()
+        column.addWidget(self.button)
+
+    def display(self, image: np.ndarray | None, xyz: np.ndarray | None) -> None:
+        self.image.set_image(image)
+        self.skeleton.set_image(None if xyz is None else draw_skeleton(xyz, SKELETON_PX))
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if dropped_image_paths(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        paths = dropped_image_paths(event)
+        if paths:
+            event.acceptProposedAction()
+            self.fileDropped.emit(paths[0])
+
+
+class TransferPanel(QWidget):
+    """Three columns and the buttons that drive `Session.load_image` / `transfer`."""
+
+    message = Signal(str)
+
+    def __init__(self, session: Any, bridge: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        row = QHBoxLayout(self)
+        row.setContentsMargins(6, 6, 6, 6)
+        row.setSpacing(12)
+        self.pose = TransferColumn("Pose image (z_y1, z_y2)", True)
+        self.pose.button.setText("Load pose image…")
+        self.content = TransferColumn("Content image (z_u)", True)
+        self.content.button.setText("Load content image…")
+        self.result = TransferColumn("Result", False)
+        self.result.button.setText("Save result…")
+        self.result.button.setEnabled(False)
+        for col in (self.pose, self.content, self.result):
+            col.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+            row.addWidget(col, 1)
+        self.pose.button.clicked.connect(lambda: self.load_dialog("pose"))
+        self.content.button.clicked.connect(lambda: self.load_dialog("content"))
+        self.result.button.clicked.connect(self.save_dialog)
+        self.pose.fileDropped.connect(lambda p: self.load("pose", p))
+        self.content.fileDropped.connect(lambda p: self.load("content", p))
+        bridge.imagesChanged.connect(self.sync)
+        bridge.transferChanged.connect(self.sync)
+        self.sync()
+
+    def load_dialog(self, slot: str) -> None:
+        path = dialogs.open_image_path(self, f"Load {slot} image")
+        if path:
+            self.load(slot, path)
+
+    def load(self, slot: str, path: str) -> bool:
+        """Load `path` into `slot` and transfer when both images are there; False if refused."""
+        try:
+            self.session.load_image(path, slot)
+        except ValueError as error:   # ImageError: one line, the session is unchanged
+            self.message.emit(str(error))
+            return False
+        self.message.emit(f"{slot.capitalize()} image: {os.path.basename(path)}")
+        self.run_transfer()
+        return True
+
+    def run_transfer(self) -> None:
+        images = self.session.images
+        if "pose" in images and ("content" in images or self.session.layout.z_u == 0):
+            try:
+                self.session.transfer()
+            except ValueError as error:
+                self.message.emit(str(error))
+
+    def sync(self) -> None:
+        images = self.session.images
+        for slot, col in (("pose", self.pose), ("content", self.content)):
+            loaded = images.get(slot)
+            col.display(None if loaded is None else loaded.model_input,
+                     None if loaded is None else loaded.decoded.xyz)
+        result = getattr(self.session, "transfer_result", None)
+        self.result.display(None if result is None else result.image,
+                         None if result is None else result.xyz)
+        self.result.button.setEnabled(result is not None)
+
+    def save_dialog(self) -> None:
+        path = dialogs.save_path(self, "Save pose transfer", "transfer.png",
+                                 "PNG image (*.png)", ".png")
+        if path:
+            self.save(path)
+
+    def save(self, path: str) -> bool:
+        try:
+            written = self.session.save_transfer(path)
+        except (ValueError, OSError) as error:
+            self.message.emit(f"Cannot save: {' '.join(str(error).split())}")
+            return False
+        self.message.emit(f"Transfer saved to {written}")
+        return True
+

@@ -1,0 +1,380 @@
+"""The Qt explorer (app/, imported as handlatent.app) on a small random model, headless.
+
+pytest-qt drives real widgets; pytest-xvfb gives them an X server when there is no DISPLAY.
+Tests that need OpenGL pixels are skipped on the "offscreen" Qt platform. CLI tests run the
+entry point in a subprocess on the same DISPLAY.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+torch = pytest.importorskip("torch")
+
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent, QGuiApplication  # noqa: E402
+
+from handlatent.checkpoint import save_checkpoint  # noqa: E402
+from handlatent.explorer import Session  # noqa: E402
+from handlatent.model import ModelConfig, build_model  # noqa: E402
+
+FRAME_TIMEOUT_MS = 15000
+
+
+def _no_gl() -> bool:
+    return QGuiApplication.platformName() in ("offscreen", "minimal")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A random 64 px model with KL statistics (a few dimensions inactive), saved safely."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(image_size=64))
+    kl = np.linspace(3.0, 0.2, model.layout.total)
+    kl[[5, 30, 40, 60]] = 0.0          # inactive: folded away in the latent panel
+    path = tmp_path_factory.mktemp("gui") / "tiny.pt"
+    save_checkpoint(path, model, extra={"latent_stats": {"kl_per_dim": kl.tolist()}})
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    """Recent files etc. go to a temporary folder, not the user's QSettings."""
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path))
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path))
+    monkeypatch.setenv("HANDLATENT_NO_DIALOGS", "1")
+
+
+@pytest.fixture
+def session(checkpoint):
+    s = Session.from_checkpoint(checkpoint, device="cpu")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def window(qtbot, session):
+    from handlatent.app.main_window import MainWindow
+    w = MainWindow(session)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(lambda: w.frames_shown > 0, timeout=FRAME_TIMEOUT_MS)
+    yield w
+    w.shutdown()
+
+
+def _wait_for_latent(qtbot, window, index: int, value: float) -> None:
+    """Until the image pane shows the frame decoded with z[index] == value."""
+    qtbot.waitUntil(lambda: window.last_frame is not None
+                    and abs(float(window.last_frame.z[index]) - value) < 1e-4,
+                    timeout=FRAME_TIMEOUT_MS)
+    qtbot.wait(30)   # let the paint land
+
+
+def _drag(qtbot, slider, value: float) -> None:
+    """A mouse drag of a labelled slider: press, move in steps, release (one undo step)."""
+    inner = slider._slider
+    inner.setSliderDown(True)          # emits sliderPressed -> session.begin_edit()
+    start = slider.value()
+    for v in np.linspace(start, value, 6)[1:]:
+        slider.setValue(float(v))      # each move: valueChanged -> session.set_value
+        qtbot.wait(5)
+    inner.setSliderDown(False)         # emits sliderReleased -> session.end_edit()
+
+
+def test_latent_panel_groups_sliders_by_part_and_kl(window, session):
+    panel = window.latent_panel
+    assert list(panel.groups) == ["z_y1", "z_y2", "z_u"]
+    assert [g.text() for g in panel.groups.values()] == [
+        "Canonical pose (z_y1)", "Viewpoint (z_y2)", "Content (z_u)"]
+    kl = session.kl_per_dim
+    for part, group in panel.groups.items():
+        assert group.active == session.active_dims(part)
+        assert all(kl[a] >= kl[b] for a, b in zip(group.active, group.active[1:]))
+    assert sorted(panel.sliders) == list(range(session.layout.total))
+    # inactive dimensions (KL 0) are folded away until "show inactive"
+    inactive_row = panel.sliders[5]
+    assert not inactive_row.isVisibleTo(window)
+    window.actions_by_name["show_inactive"].trigger()
+    assert inactive_row.isVisibleTo(window)
+    assert panel.slider(0).minimum() == pytest.approx(-3) and panel.slider(0).maximum() == 3
+
+
+def test_slider_drag_updates_image_and_skeleton_and_undo_restores(qtbot, window, session):
+    index = session.active_dims("z_y1")[0]
+    slider = window.latent_panel.slider(index)
+    image0 = window.image_pane.image().copy()
+    joints0 = window.skeleton.positions.copy()
+    z0 = session.latent
+
+    _drag(qtbot, slider, 2.5)
+    _wait_for_latent(qtbot, window, index, 2.5)
+    assert session.latent[index] == pytest.approx(2.5)
+    assert not np.array_equal(window.image_pane.image(), image0), "image pane did not change"
+    assert np.abs(window.skeleton.positions - joints0).max() > 1e-5, "joints did not move"
+    assert session.can_undo
+
+    window.actions_by_name["undo"].trigger()          # Edit ▸ Undo (Ctrl+Z): the whole drag
+    _wait_for_latent(qtbot, window, index, float(z0[index]))
+    np.testing.assert_array_equal(session.latent, z0)
+    assert slider.value() == pytest.approx(float(z0[index]))
+    np.testing.assert_array_equal(window.image_pane.image(), image0)
+    np.testing.assert_allclose(window.skeleton.positions, joints0, atol=1e-6)
+
+    window.actions_by_name["redo"].trigger()
+    _wait_for_latent(qtbot, window, index, 2.5)
+    assert slider.value() == pytest.approx(2.5)
+
+
+@pytest.mark.skipif("_no_gl()", reason="needs OpenGL (the 'offscreen' Qt platform has none)")
+def test_3d_view_renders_the_skeleton_and_follows_the_slider(qtbot, window, session):
+    view = window.skeleton
+    qtbot.waitUntil(lambda: view.frame is not None, timeout=FRAME_TIMEOUT_MS)
+    pixels0 = view.render()
+    background = pixels0[2, 2, :3].astype(int)
+    colored = (np.abs(pixels0[..., :3].astype(int) - background).sum(-1) > 60).sum()
+    assert colored > 50, "no skeleton drawn"
+    index = session.active_dims("z_y1")[0]
+    window.latent_panel.slider(index).setValue(-2.0)
+    _wait_for_latent(qtbot, window, index, -2.0)
+    assert not np.array_equal(view.render(), pixels0)
+    # a left-drag orbits the turntable camera
+    from PySide6.QtCore import QPoint
+    azimuth = view.view.camera.azimuth
+    surface = view.surface
+    center = surface.rect().center()
+    qtbot.mousePress(surface, Qt.MouseButton.LeftButton, pos=center)
+    for dx in (10, 20, 40, 60):
+        qtbot.mouseMove(surface, center + QPoint(dx, 0))
+    qtbot.mouseRelease(surface, Qt.MouseButton.LeftButton, pos=center + QPoint(60, 0))
+    assert view.view.camera.azimuth != pytest.approx(azimuth)
+    # canonical pose toggle (View ▸ Canonical pose, "C") draws the cpose
+    window.actions_by_name["canonical"].trigger()
+    assert view.mode == "cpose"
+    from handlatent.app.skeleton_view import to_display
+    np.testing.assert_allclose(view.positions, to_display(window.last_frame.cpose), atol=1e-6)
+
+
+def test_random_samples_follow_shortcut_actions_and_locks(qtbot, window, session):
+    z0 = session.latent
+    y2 = session.layout.slices["z_y2"]
+    window.actions_by_name["random_z_y2"].trigger()        # Shift+2
+    z1 = session.latent
+    assert not np.array_equal(z1[y2], z0[y2])
+    mask = np.ones_like(z0, bool)
+    mask[y2] = False
+    np.testing.assert_array_equal(z1[mask], z0[mask])
+    # the sliders follow the session, without feeding back (still one undo step)
+    i = session.active_dims("z_y2")[0]
+    assert window.latent_panel.slider(i).value() == pytest.approx(float(np.clip(z1[i], -3, 3)),
+                                                                  abs=1e-6)
+    window.latent_panel.groups["z_u"].lock_box.setChecked(True)
+    assert session.locked("z_u")
+    u = session.layout.slices["z_u"]
+    window.actions_by_name["random_all"].trigger()         # R
+    np.testing.assert_array_equal(session.latent[u], z1[u])
+    window.undo()
+    window.undo()
+    np.testing.assert_array_equal(session.latent, z0)
+
+
+def test_keyboard_shortcuts(qtbot, window, session):
+    """R, Shift+1..3, Ctrl+Z, Ctrl+Shift+Z as typed keys (the window made active by hand:
+    Xvfb has no window manager to activate it)."""
+    import warnings
+
+    from PySide6.QtWidgets import QApplication
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        QApplication.setActiveWindow(window)
+    target = window.image_pane
+    y1 = session.layout.slices["z_y1"]
+    z0 = session.latent
+    qtbot.keyClick(target, Qt.Key.Key_1, Qt.KeyboardModifier.ShiftModifier)
+    z1 = session.latent
+    assert not np.array_equal(z1[y1], z0[y1])
+    np.testing.assert_array_equal(np.delete(z1, np.r_[y1]), np.delete(z0, np.r_[y1]))
+    qtbot.keyClick(target, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    np.testing.assert_array_equal(session.latent, z0)
+    qtbot.keyClick(target, Qt.Key.Key_Z,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    np.testing.assert_array_equal(session.latent, z1)
+    qtbot.keyClick(target, Qt.Key.Key_R)
+    assert not np.array_equal(session.latent, z1)
+
+
+def test_corrupt_image_leaves_session_unchanged_and_shows_a_message(qtbot, window, session,
+                                                                    tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    z0, can_undo = session.latent, session.can_undo
+    assert window.open_image(str(bad)) is False
+    np.testing.assert_array_equal(session.latent, z0)
+    assert session.can_undo == can_undo and session.images == {}
+    message = window.statusBar().currentMessage()
+    assert "broken.png" in message and "\n" not in message
+    # the same through drag & drop onto the window
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(bad))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    np.testing.assert_array_equal(session.latent, z0)
+    assert "broken.png" in window.statusBar().currentMessage()
+    # the transfer panel refuses it the same way
+    assert window.transfer_panel.load("pose", str(bad)) is False
+    assert session.images == {}
+
+
+def test_good_image_estimate_and_pose_transfer(qtbot, window, session, tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    paths = []
+    for name in ("a.png", "b.png"):
+        p = tmp_path / name
+        Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    assert window.open_image(paths[0])
+    np.testing.assert_allclose(session.latent, session.images["estimate"].z, atol=1e-6)
+    assert window.input_pane.isVisible() and window.input_pane.image() is not None
+    assert window.recent_files()[0] == paths[0]
+    assert window.transfer_panel.load("pose", paths[0])
+    assert window.transfer_panel.load("content", paths[1])
+    result = session.transfer_result
+    assert result is not None
+    np.testing.assert_array_equal(window.transfer_panel.result.image.image(), result.image)
+    out = tmp_path / "transfer.png"
+    assert window.transfer_panel.save(str(out)) and out.stat().st_size > 0
+
+
+def test_walk_export_writes_gif_with_requested_frames(qtbot, window, session, tmp_path):
+    from PIL import Image
+    panel = window.walk_panel
+    assert not panel.export_button.isEnabled()
+    panel.ends["A"].current.click()
+    panel.ends["B"].random.click()
+    assert panel.export_button.isEnabled()
+    # scrubbing moves the session along the walk
+    panel.scrub.setValue(500)
+    a, b = session.walk_endpoint("A"), session.walk_endpoint("B")
+    np.testing.assert_allclose(session.latent, (a + b) / 2, atol=1e-5)
+    # play (QTimer) moves along the walk, pause stops it; only the chosen part moves
+    panel.parts.setCurrentIndex(panel.parts.findText("Pose only (z_y1)"))
+    assert session.walk_parts == {"z_y1"}
+    z_before = session.latent
+    panel.toggle_play()
+    qtbot.waitUntil(lambda: abs(panel.t - 0.5) > 0.05, timeout=5000)
+    panel.toggle_play()
+    assert not panel.timer.isActive()
+    moved = np.flatnonzero(session.latent != z_before)
+    y1 = session.layout.slices["z_y1"]
+    assert moved.size and moved.min() >= y1.start and moved.max() < y1.stop
+    path = tmp_path / "walk.gif"
+    job = panel.export(str(path), n_frames=7, fps=10)
+    with qtbot.waitSignal(job.finished, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: panel.last_export == str(path), timeout=5000)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 7
+    assert panel.progress_dialog is None
+    assert "walk.gif" in window.statusBar().currentMessage()
+
+
+def test_walk_export_can_be_cancelled(qtbot, window, session, tmp_path):
+    panel = window.walk_panel
+    panel.ends["A"].random.click()
+    panel.ends["B"].random.click()
+    path = tmp_path / "long.gif"
+    job = panel.export(str(path), n_frames=400, fps=10)
+    with qtbot.waitSignal(job.cancelled, timeout=60000):
+        panel.progress_dialog.canceled.emit()   # the dialog's Cancel button
+    assert not path.exists()
+    assert [p for p in tmp_path.iterdir() if "long" in p.name] == []
+
+
+def test_preset_round_trip_and_screenshot(qtbot, window, session, tmp_path):
+    session.randomize()
+    z = session.latent
+    preset = tmp_path / "p.json"
+    assert window.save_preset(str(preset))
+    session.randomize()
+    assert window.load_preset(str(preset))
+    np.testing.assert_allclose(session.latent, z, atol=1e-6)
+    broken = tmp_path / "bad.json"
+    broken.write_text("{nope")
+    assert not window.load_preset(str(broken))
+    np.testing.assert_allclose(session.latent, z, atol=1e-6)
+    shot = tmp_path / "shot.png"
+    assert window.save_screenshot(str(shot))
+    from PIL import Image
+    with Image.open(shot) as im:
+        assert im.size[0] >= 800
+    window.copy_image()
+    assert not QGuiApplication.clipboard().image().isNull()
+
+
+def _run_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("HANDLATENT_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "handlatent.app.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt"])
+def test_cli_bad_checkpoint_exits_nonzero_with_one_line(tmp_path, kind):
+    path = tmp_path / "model.pt"
+    if kind == "corrupt":
+        path.write_bytes(b"PK\x03\x04" + os.urandom(500))
+    result = _run_cli("--checkpoint", str(path), "--no-dialogs")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("handlatent-gui: ") and str(path) in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_cli_bad_checkpoint_shows_a_dialog_when_it_can(qtbot, tmp_path, monkeypatch, capsys):
+    """In-process: the error dialog appears (closed here by a timer) and main returns 2."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from handlatent.app import cli
+    if _no_gl():
+        pytest.skip("no dialogs on the offscreen platform")
+    monkeypatch.delenv("HANDLATENT_NO_DIALOGS", raising=False)
+    seen = []
+
+    def close_dialog():
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            seen.append(box.text())
+            box.done(0)
+        else:
+            QTimer.singleShot(50, close_dialog)
+
+    QTimer.singleShot(50, close_dialog)
+    status = cli.main(["--checkpoint", str(tmp_path / "nope.pt")])
+    assert status == 2
+    assert seen and "nope.pt" in seen[0]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope.pt" in err[0]
+
+
+def test_cli_screenshot_writes_png(checkpoint, tmp_path):
+    out = tmp_path / "shot.png"
+    result = _run_cli("--checkpoint", str(checkpoint), "--device", "cpu", "--screenshot",
+                      str(out), timeout=120)
+    assert result.returncode == 0, result.stderr
+    from PIL import Image
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size[0] >= 800 and im.size[1] >= 500
+        pixels = np.asarray(im.convert("RGB"))
+    assert pixels.std() > 5     # not a blank window
