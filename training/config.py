@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import yaml
 
+from handlatent.data.augment import AugmentConfig
 from handlatent.model import ModelConfig
 from handlatent.model.objective import LossConfig
 
@@ -69,11 +70,24 @@ class SynthDataConfig:
 
 
 @dataclass
+class DatasetEntry:
+    """One dataset of a mixture (`data.train` given as a list)."""
+
+    path: str = field(metadata=_path("dataset"))
+    # Each epoch draws round(weight x size) samples of this dataset: 1 takes each once, 2 twice,
+    # 0.5 a fresh random half every epoch. Batches hold the datasets in those proportions.
+    weight: float = 1.0
+    # false: use only the images (the semi-supervised terms): items get labelled = False.
+    labelled: bool = True
+
+
+@dataclass
 class DataConfig:
     # A dataset for handlatent.data.open_dataset: a directory written by handlatent-synth, or
-    # KIND:PATH (e.g. synth:data/x). Relative paths are relative to the current directory.
-    # Leave it empty and give `synthetic` to render a dataset on the fly (ignored otherwise).
-    train: str | None = field(default=None, metadata=_path("dataset"))
+    # KIND:PATH (e.g. synth:data/x, "rhd:/data/RHD_published_v2?split=training"), or a list of
+    # {path, weight, labelled} entries to train on a mixture. Relative paths are relative to
+    # the current directory. Leave it empty and give `synthetic` to render a dataset on the fly.
+    train: str | list[DatasetEntry] | None = field(default=None, metadata=_path("dataset"))
     # Separate validation set; without one, `val_count` (or else `val_fraction`) of the training
     # set is held out (a fixed split, the same for every seed).
     val: str | None = field(default=None, metadata=_path("dataset"))
@@ -84,6 +98,9 @@ class DataConfig:
     batch_size: int = 32
     # DataLoader worker processes (per training process); 0 loads in the training process.
     workers: int = 1
+    # Augmentation of real photographs (rhd:, stb:) while cropping: scale, shift, in-plane
+    # rotation (labels turned with it), hue; reproducible per (run.seed, epoch, sample).
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -164,6 +181,15 @@ def _check_semantics(cfg: TrainConfig) -> None:
         raise ConfigError(f"must be in (0, 1), got {d.val_fraction!r}", "data.val_fraction")
     if d.train is None and d.synthetic is None:
         raise ConfigError("missing required value (or give data.synthetic)", "data.train")
+    if isinstance(d.train, list):
+        if not d.train:
+            raise ConfigError("an empty list: give at least one dataset", "data.train")
+        for i, entry in enumerate(d.train):
+            if not entry.weight > 0:
+                raise ConfigError(f"must be > 0, got {entry.weight!r}", f"data.train[{i}].weight")
+        if d.val is None and d.val_count is not None:
+            raise ConfigError("with a list of training sets, hold out data.val_fraction of each "
+                              "(or give data.val)", "data.val_count")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", r.device):
         raise ConfigError(f"expected auto, cpu, cuda or cuda:N, got {r.device!r}", "run.device")
 
@@ -216,9 +242,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             try:
                 return _convert(value, arm, key)
             except ConfigError as err:
-                errors.append(err)
-        # One non-null arm: its own message is the most precise (e.g. a nested unknown key).
-        raise errors[0] if len(errors) == 1 else wrong
+                errors.append((arm, err))
+        # One non-null arm, or one of the value's kind (a list for list[...]): its own message
+        # is the most precise (e.g. a nested unknown key).
+        kind = [err for arm, err in errors if _same_kind(value, arm)]
+        raise errors[0][1] if len(errors) == 1 else kind[0] if len(kind) == 1 else wrong
     if origin is Literal:
         if value in args and not isinstance(value, bool):
             return value
@@ -261,6 +289,16 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if isinstance(tp, type) and isinstance(value, tp):
         return value
     raise wrong
+
+
+def _same_kind(value: Any, tp: Any) -> bool:
+    """Whether `value` is the container kind of annotation `tp` (list/tuple, mapping)."""
+    origin = typing.get_origin(tp) or tp
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return isinstance(value, dict)
+    return False
 
 
 def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
@@ -306,9 +344,10 @@ def _check_paths(obj: Any, prefix: str = "") -> None:
     for f in dataclasses.fields(obj):
         value, key = getattr(obj, f.name), f"{prefix}.{f.name}" if prefix else f.name
         kind = f.metadata.get("path")
-        if kind and value is not None:
+        if kind and isinstance(value, (str, Path)):
             p = Path(value)
-            prefixed = re.match(r"^[a-z][a-z0-9_]+:(.+)$", value)
+            # KIND:PATH, or KIND:PATH?options (a reader's options, e.g. ?split=test)
+            prefixed = re.match(r"^[a-z][a-z0-9_]+:([^?]+)(?:\?.*)?$", str(value))
             if kind == "dataset" and prefixed and not p.exists():
                 p = Path(prefixed.group(1))
             if not p.exists():
@@ -319,6 +358,10 @@ def _check_paths(obj: Any, prefix: str = "") -> None:
                 raise ConfigError(f"expected a directory: '{value}'", key)
         if dataclasses.is_dataclass(value):
             _check_paths(value, key)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if dataclasses.is_dataclass(item):
+                    _check_paths(item, f"{key}[{i}]")
 
 
 # --------------------------------------------------------------------------------------------

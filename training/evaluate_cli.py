@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from handlatent.checkpoint import CheckpointError, load_model
+    from handlatent.data.crop import ReaderError
     from handlatent.training.evaluate import (EvalOptions, EvaluationError, evaluate, format_results,
                                               save_plots)
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             raise _Fail(_one_line(err)) from None
         except (RuntimeError, OSError) as err:  # a bad device string, an unreadable file
             raise _Fail(f"{args.checkpoint}: {_one_line(err)}") from None
-        dataset = _open_data(args.data)
+        dataset = _open_data(args.data, model.config.image_size)
         options = EvalOptions(batch_size=args.batch_size, limit=args.limit,
                               disentanglement=args.disentanglement,
                               regression_samples=args.regression_samples,
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             results, collected = evaluate(model, dataset, options, device=device)
         except EvaluationError as err:
             raise _Fail(f"{args.data}: {_one_line(err)}") from None
+        except ReaderError as err:  # an unreadable image of a real dataset: `PATH: problem`
+            raise _Fail(_one_line(err)) from None
         results = {"checkpoint": str(args.checkpoint), "data": str(args.data), **results}
         print(format_results(results))
         if args.json:
@@ -140,11 +143,13 @@ def _device(name: str):
     return device
 
 
-def _open_data(path: str):
-    from handlatent.data import open_dataset
+def _open_data(path: str, image_size: int):
+    from handlatent.data import CROPPING_READERS, open_dataset, spec_kind
 
     try:
-        dataset = open_dataset(path)
+        # photographs (rhd:, stb:) are cropped to the model's input size
+        kwargs = {"size": image_size} if spec_kind(path) in CROPPING_READERS else {}
+        dataset = open_dataset(path, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         problem = _one_line(err)
         if isinstance(err, FileNotFoundError) and err.filename is not None:

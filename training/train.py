@@ -9,10 +9,13 @@
 Reproducibility: the batch order is a function of (seed, epoch) and the global torch RNG (the
 reparameterisation noise) is reseeded from (seed, step, rank) before every step, so a run stopped
 after any step and resumed from its last.pt makes exactly the updates an uninterrupted run makes.
+The sampler hands each index out with its epoch: the share drawn from each dataset of a mixture
+and the augmentation of real photographs are functions of (seed, epoch, index) too.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import signal
@@ -24,15 +27,16 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
 from handlatent.checkpoint import load_checkpoint
-from handlatent.data import open_dataset
+from handlatent.data import CROPPING_READERS, open_dataset, spec_kind
+from handlatent.data.crop import ReaderError
 from handlatent.model import DVAELoss, build_model, load_torchvision_resnet18
 from handlatent.training import distributed
-from handlatent.training.config import (ConfigError, DataConfig, OptimConfig, TrainConfig,
-                                        dump_config, to_dict)
+from handlatent.training.config import (ConfigError, DataConfig, DatasetEntry, OptimConfig,
+                                        TrainConfig, dump_config, to_dict)
 from handlatent.training.run_dir import BEST, LAST, METRICS, RunDir
 
 CHECKPOINT_FORMAT = "handlatent-train/1"
@@ -65,6 +69,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False,
     stop = StopSignal()  # SIGINT/SIGTERM: finish the step, save last.pt, return
     try:
         return _train(cfg, Path(out), device, dist, resume, stop_after, stop)
+    except ReaderError as err:  # an unreadable file of a real dataset, met while loading
+        raise ConfigError(f"{reader_problem(err)} (add on_error=skip to the dataset spec to skip "
+                          "bad samples with a warning)") from None
     finally:
         stop.restore()
         distributed.teardown()
@@ -89,12 +96,12 @@ def _train(cfg, out, device, dist, resume, stop_after, stop) -> dict:
     if batch_size * dist.world_size != cfg.data.batch_size:
         raise ConfigError(f"{cfg.data.batch_size} does not split evenly over "
                           f"{dist.world_size} processes", "data.batch_size")
-    train_set, val_set = open_datasets(cfg.data, cfg.model.image_size, out, dist)
+    train_set, val_set = open_datasets(cfg.data, cfg.model.image_size, out, dist, cfg.run.seed)
     if len(val_set) < dist.world_size:
         raise ConfigError(f"{len(val_set)} validation samples cannot be shared by "
                           f"{dist.world_size} processes", "data.val_fraction")
     sampler = DeterministicBatches(len(train_set), cfg.data.batch_size, cfg.run.seed,
-                                   dist.rank, dist.world_size)
+                                   dist.rank, dist.world_size, with_epoch=True)
     if sampler.batches_per_epoch == 0:
         raise ConfigError(f"{cfg.data.batch_size} is larger than the training set "
                           f"({len(train_set)} samples)", "data.batch_size")
@@ -307,31 +314,107 @@ def check_resumable(cfg: TrainConfig, ckpt: dict) -> None:
                               "the same", key)
 
 
-def open_datasets(cfg: DataConfig, image_size: int, out: Path, dist) -> tuple[Dataset, Dataset]:
-    """The training and validation sets; the validation set held out of the training set
-    (a fixed split) unless data.val names one."""
-    train_path = cfg.train
-    if train_path is None:  # data.synthetic: render it once into the run directory
-        train_path = out / "synthetic-data"
-        if dist.is_main and not train_path.exists():
-            render_synthetic(train_path, cfg.synthetic.count, image_size, cfg.synthetic.seed)
+def open_datasets(cfg: DataConfig, image_size: int, out: Path, dist,
+                  seed: int = 0) -> tuple["MixedDataset", Dataset]:
+    """The training set (a MixedDataset: one or several datasets, weighted, augmented) and the
+    validation set: data.val, or else a fixed split held out of each training dataset."""
+    entries = cfg.train if isinstance(cfg.train, list) else [DatasetEntry(path=cfg.train)]
+    if cfg.train is None:  # data.synthetic: render it once into the run directory
+        entries[0].path = out / "synthetic-data"
+        if dist.is_main and not entries[0].path.exists():
+            render_synthetic(entries[0].path, cfg.synthetic.count, image_size, cfg.synthetic.seed)
         distributed.barrier(dist)
-    full = _open(train_path, "data.train", image_size)
+    parts, held_out = [], []
+    for k, entry in enumerate(entries):
+        key = f"data.train[{k}].path" if isinstance(cfg.train, list) else "data.train"
+        full = _open(entry.path, key, image_size)
+        train = list(range(len(full)))
+        if cfg.val is None:
+            n = len(full)
+            n_val = cfg.val_count or max(1, round(n * cfg.val_fraction))
+            if n_val >= n:
+                raise ConfigError(f"holds out {n_val} of {n} samples of '{entry.path}', none "
+                                  "left to train on",
+                                  "data.val_count" if cfg.val_count else "data.val_fraction")
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(20190616))
+            val, train = order[:n_val].sort().values.tolist(), order[n_val:].sort().values.tolist()
+            held_out.append(Subset(full if entry.labelled else Unlabelled(full), val))
+        if hasattr(full, "with_augment"):  # real photographs: augmented while cropping
+            full = full.with_augment(cfg.augment, (seed, k))
+        parts.append((full, train, entry.weight, entry.labelled))
     if cfg.val is not None:
-        return full, _open(cfg.val, "data.val", image_size)
-    n = len(full)
-    n_val = cfg.val_count or max(1, round(n * cfg.val_fraction))
-    if n_val >= n:
-        raise ConfigError(f"holds out {n_val} of {n} samples, none left to train on",
-                          "data.val_count" if cfg.val_count else "data.val_fraction")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(20190616))
-    val, train = order[:n_val].sort().values, order[n_val:].sort().values
-    return Subset(full, train.tolist()), Subset(full, val.tolist())
+        val_set = _open(cfg.val, "data.val", image_size)
+    else:
+        val_set = held_out[0] if len(held_out) == 1 else ConcatDataset(held_out)
+    return MixedDataset(parts, seed), val_set
+
+
+class MixedDataset(Dataset):
+    """The training set: datasets concatenated, each drawn round(weight x size) times an epoch.
+
+    Keys are (index, epoch) pairs (DeterministicBatches(with_epoch=True)); what index means in
+    an epoch is a function of (seed, epoch) only, so a resumed run sees the same samples and
+    augmentations. A part with weight 1 is taken in order (the batch sampler shuffles); with
+    another weight its share of the epoch is drawn from seeded permutations of it, a fresh
+    subset every epoch. Readers of photographs get (sample, epoch) to seed their augmentation;
+    `labelled` False parts have their items' `labelled` set to False.
+    """
+
+    def __init__(self, parts: list[tuple[Dataset, list[int], float, bool]], seed: int = 0):
+        self.parts = [(ds, list(indices), max(1, round(weight * len(indices))), labelled)
+                      for ds, indices, weight, labelled in parts]
+        self.seed = seed
+        self.starts = [0]
+        for _, _, quota, _ in self.parts:
+            self.starts.append(self.starts[-1] + quota)
+        self._perms: dict[tuple[int, int, int], list[int]] = {}
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def _perm(self, part: int, epoch: int, rep: int) -> list[int]:
+        key = (part, epoch, rep)
+        if key not in self._perms:
+            if len(self._perms) > 64:
+                self._perms.clear()
+            g = torch.Generator().manual_seed(((self.seed * 1_000_003 + epoch) * 1009 + part)
+                                              * 1009 + rep)
+            self._perms[key] = torch.randperm(len(self.parts[part][1]), generator=g).tolist()
+        return self._perms[key]
+
+    def __getitem__(self, key):
+        i, epoch = key if isinstance(key, tuple) else (key, 0)
+        part = bisect.bisect_right(self.starts, i) - 1
+        if not 0 <= i < len(self) or part >= len(self.parts):
+            raise IndexError(f"index {i} out of range for {len(self)} samples")
+        ds, indices, quota, labelled = self.parts[part]
+        j, n = i - self.starts[part], len(indices)
+        local = j if quota == n else self._perm(part, epoch, j // n)[j % n]
+        index = indices[local]
+        item = ds[(index, epoch)] if getattr(ds, "accepts_epoch", False) else ds[index]
+        if not labelled:
+            item = {**item, "labelled": torch.tensor(False)}
+        return item
+
+
+class Unlabelled(Dataset):
+    """`dataset` with every item's `labelled` set to False (images only)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return {**self.dataset[i], "labelled": torch.tensor(False)}
 
 
 def _open(path, key: str, image_size: int) -> Dataset:
     try:
-        ds = open_dataset(path)
+        # readers of photographs crop to the model's size; a synthetic set is what it is
+        kwargs = {"size": image_size} if spec_kind(path) in CROPPING_READERS else {}
+        ds = open_dataset(path, **kwargs)
     except (OSError, ValueError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"cannot open dataset '{path}': {message}", key) from None
@@ -342,6 +425,13 @@ def _open(path, key: str, image_size: int) -> Dataset:
         raise ConfigError(f"'{path}' holds {size} px images but model.image_size is "
                           f"{image_size}", key)
     return ds
+
+
+def reader_problem(err: ReaderError) -> str:
+    """The reader's one line (`PATH: problem`), also when a DataLoader worker re-raised it with
+    the worker's traceback around it."""
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[-1].split("ReaderError: ", 1)[-1] if lines else type(err).__name__
 
 
 def render_synthetic(path: Path, count: int, size: int, seed: int) -> None:
@@ -364,8 +454,10 @@ class DeterministicBatches(Sampler):
     is how a resumed run picks up exactly where the interrupted one stopped.
     """
 
-    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1):
+    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1,
+                 with_epoch: bool = False):
         self.n, self.global_batch, self.seed = n, global_batch, seed
+        self.with_epoch = with_epoch  # yield (index, epoch) keys (for MixedDataset)
         self.rank, self.local_batch = rank, global_batch // world
         self.batches_per_epoch = n // global_batch
         self.epoch, self.start = 0, 0
@@ -381,10 +473,12 @@ class DeterministicBatches(Sampler):
         return max(0, self.batches_per_epoch - self.start)
 
     def __iter__(self):
-        perm = self.permutation(self.epoch)
+        epoch = self.epoch
+        perm = self.permutation(epoch)
         for b in range(self.start, self.batches_per_epoch):
             first = b * self.global_batch + self.rank * self.local_batch
-            yield perm[first:first + self.local_batch].tolist()
+            batch = perm[first:first + self.local_batch].tolist()
+            yield [(i, epoch) for i in batch] if self.with_epoch else batch
 
 
 def iterate_batches(loader: DataLoader, sampler: DeterministicBatches, epoch: int, position: int):

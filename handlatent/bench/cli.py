@@ -27,7 +27,9 @@ def _run_section(name: str, args: argparse.Namespace) -> object:
         from handlatent.bench.train import bench_train
         return bench_train(steps=args.train_steps, device=args.device)
     from handlatent.app.bench import run_gui_bench
-    return run_gui_bench(args.checkpoint, n=200, rate_hz=60)
+    from handlatent.app.cli import bundled_model
+    return run_gui_bench(args.checkpoint or bundled_model(), n=200, rate_hz=60,
+                         device=args.device)
 
 
 def _table(name: str, rows: object) -> str:

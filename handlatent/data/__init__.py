@@ -13,7 +13,7 @@ import os
 import re
 from typing import Callable
 
-__all__ = ["open_dataset", "register_reader", "readers"]
+__all__ = ["open_dataset", "register_reader", "readers", "spec_kind", "CROPPING_READERS"]
 
 _READERS: dict[str, Callable] = {}
 _PREFIX = re.compile(r"^([a-z][a-z0-9_]+):(.*)$", re.S)  # 2+ letters: not a drive letter
@@ -37,6 +37,31 @@ def _open_synth(path, **kwargs):
 
 
 register_reader("synth", _open_synth)
+
+
+def _open_rhd(path, **kwargs):
+    from handlatent.data.rhd import open_rhd
+
+    return open_rhd(path, **kwargs)
+
+
+def _open_stb(path, **kwargs):
+    from handlatent.data.stb import open_stb
+
+    return open_stb(path, **kwargs)
+
+
+register_reader("rhd", _open_rhd)  # handlatent/data/rhd.py
+register_reader("stb", _open_stb)  # handlatent/data/stb.py
+# Readers of real photographs crop the hand to `size` pixels: callers pass the model's size.
+CROPPING_READERS = frozenset({"rhd", "stb"})
+
+
+def spec_kind(spec) -> str:
+    """The reader kind `open_dataset(spec)` uses: the `KIND:` prefix, or "synth" for a path."""
+    s = os.fspath(spec)
+    m = _PREFIX.match(s)
+    return m.group(1) if m is not None and not os.path.exists(s) else "synth"
 
 
 def open_dataset(spec, **kwargs):
