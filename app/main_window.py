@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import (QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication,
+from PySide6.QtGui import (QAction, QCloseEvent, QGuiApplication,
                            QPixmap)
 from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QSplitter,
                                QWidget)
@@ -22,7 +22,7 @@ from handlatent.app.bridge import SessionBridge
 from handlatent.app.image_pane import ImagePane
 from handlatent.app.latent_panel import LatentPanel
 from handlatent.app.skeleton_view import SkeletonView
-from handlatent.app.transfer_panel import TransferPanel, dropped_image_paths
+from handlatent.app.transfer_panel import ImageDropMixin, TransferPanel
 from handlatent.app.walk_panel import WalkPanel
 
 ORGANIZATION = "handlatent"
@@ -46,7 +46,7 @@ def settings() -> QSettings:
     return QSettings(ORGANIZATION, APPLICATION)
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ImageDropMixin, QMainWindow):
     """The explorer window for `session` (which the caller owns and closes)."""
 
     firstFrameShown = Signal()
@@ -334,15 +334,8 @@ class MainWindow(QMainWindow):
 
     # -- drag & drop ------------------------------------------------------------------------
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
-        if dropped_image_paths(event):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
-        paths = dropped_image_paths(event)
-        if paths:
-            event.acceptProposedAction()
-            self.open_image(paths[0])
+    def image_dropped(self, path: str) -> None:
+        self.open_image(path)
 
     # -- lifetime ----------------------------------------------------------------------------
 

@@ -31,7 +31,24 @@ def dropped_image_paths(event: QDragEnterEvent | QDropEvent) -> list[str]:
             if u.isLocalFile() and dialogs.is_image_path(u.toLocalFile())]
 
 
-class TransferColumn(QWidget):
+class ImageDropMixin:
+    """Qt drag-and-drop handlers that accept local image files and pass the first one on.
+
+    Mixed into a QWidget that calls `setAcceptDrops(True)` and implements `image_dropped`.
+    """
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if dropped_image_paths(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        paths = dropped_image_paths(event)
+        if paths:
+            event.acceptProposedAction()
+            self.image_dropped(paths[0])
+
+
+class TransferColumn(ImageDropMixin, QWidget):
     """Title, image pane and skeleton pane side by side; accepts dropped image files."""
 
     fileDropped = Signal(str)
@@ -57,15 +74,8 @@ class TransferColumn(QWidget):
         self.image.set_image(image)
         self.skeleton.set_image(None if xyz is None else draw_skeleton(xyz, SKELETON_PX))
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
-        if dropped_image_paths(event):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
-        paths = dropped_image_paths(event)
-        if paths:
-            event.acceptProposedAction()
-            self.fileDropped.emit(paths[0])
+    def image_dropped(self, path: str) -> None:
+        self.fileDropped.emit(path)
 
 
 class TransferPanel(QWidget):

@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+
+from array_helpers import as_numpy, convert, fast
+from array_helpers import tolerance as rtol
 
 from handlatent.rotations import random_rotations
 from handlatent.skeleton import (BONE_COLORS, BONES, FINGER_COLORS, FINGER_OF_KEYPOINT, FINGERS,
@@ -14,22 +17,6 @@ from handlatent.skeleton import (BONE_COLORS, BONES, FINGER_COLORS, FINGER_OF_KE
 
 BACKENDS = [("numpy", np.float64), ("numpy", np.float32),
             ("torch", torch.float64), ("torch", torch.float32)]
-fast = settings(max_examples=50, deadline=None)
-
-
-def convert(a, backend, dtype):
-    """`a` as an array of the given backend and dtype."""
-    return torch.as_tensor(np.asarray(a), dtype=dtype) if backend == "torch" else \
-        np.asarray(a, dtype=dtype)
-
-
-def as_numpy(a):
-    return a.detach().cpu().numpy().astype(np.float64) if isinstance(a, torch.Tensor) else \
-        np.asarray(a, dtype=np.float64)
-
-
-def rtol(dtype):
-    return 1e-5 if dtype in (np.float32, torch.float32) else 1e-10
 
 
 def template_hand():
