@@ -1,6 +1,6 @@
 """`handlatent-gui`: open the latent-space explorer on a checkpoint.
 
-    handlatent-gui [--checkpoint model.pt] [--device auto|cpu|cuda] [--screenshot out.png]
+    handlatent-gui [IMAGE] [--checkpoint model.pt] [--device auto|cpu|cuda] [--screenshot out.png]
 
 Without --checkpoint the bundled model assets/models/synth-hands-128.pt is used. A missing,
 corrupt or unsafe checkpoint gives a one-line message on stderr (and a dialog when a window can
@@ -58,6 +58,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--screenshot", metavar="OUT.png",
                         help="open the window, save a screenshot once the first frame is "
                              "shown, and exit")
+    parser.add_argument("image", nargs="?", metavar="IMAGE",
+                        help="an image to open at start: its pose is estimated (as File > Open)")
     parser.add_argument("--no-dialogs", action="store_true",
                         help="report startup errors on stderr only (for scripts)")
     return parser.parse_args(argv)
@@ -210,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from handlatent.app.main_window import MainWindow, freeze_startup_objects
         window = MainWindow(session)
         window.show()
+        if args.image:
+            window.open_image(args.image)  # a bad image is reported in the status bar
         freeze_startup_objects()
         _quit_on_ctrl_c(app, window)
         taker = None

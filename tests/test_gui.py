@@ -370,10 +370,12 @@ def test_cli_bad_checkpoint_shows_a_dialog_when_it_can(qtbot, tmp_path, monkeypa
 
 def test_cli_screenshot_writes_png(checkpoint, tmp_path):
     out = tmp_path / "shot.png"
-    result = _run_cli("--checkpoint", str(checkpoint), "--device", "cpu", "--screenshot",
-                      str(out), timeout=120)
-    assert result.returncode == 0, result.stderr
     from PIL import Image
+    hand = tmp_path / "hand.png"           # opened at start, as `handlatent-gui IMAGE` does
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 120, 3), np.uint8)).save(hand)
+    result = _run_cli(str(hand), "--checkpoint", str(checkpoint), "--device", "cpu",
+                      "--screenshot", str(out), timeout=120)
+    assert result.returncode == 0, result.stderr
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size[0] >= 800 and im.size[1] >= 500
         pixels = np.asarray(im.convert("RGB"))

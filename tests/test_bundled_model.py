@@ -1,0 +1,66 @@
+"""The bundled model (assets/models/synth-hands-128.pt): it loads, it is what the GUI opens with
+no arguments, and pose transfer in the real window keeps the pose of the pose image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+torch = pytest.importorskip("torch")
+
+from PIL import Image  # noqa: E402
+
+from handlatent.app.cli import bundled_model  # noqa: E402
+from handlatent.checkpoint import load_checkpoint  # noqa: E402
+from handlatent.explorer import Session  # noqa: E402
+from handlatent.synth.scene import render_scene, sample_scene  # noqa: E402
+
+BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "models" / "synth-hands-128.pt"
+PAIRS = 4
+
+
+def test_bundled_model_is_what_the_gui_opens_and_is_small_and_safe() -> None:
+    assert bundled_model() == BUNDLED and BUNDLED.is_file()
+    assert BUNDLED.stat().st_size <= 30 * 2**20
+    ckpt = load_checkpoint(BUNDLED)             # weights_only: plain tensors and data
+    assert ckpt["model_config"]["image_size"] == 128
+    kl = ckpt["extra"]["latent_stats"]["kl_per_dim"]
+    assert len(kl) == sum(ckpt["layout"].values()) == 64
+
+
+@pytest.fixture(scope="module")
+def session():
+    torch.set_num_threads(1)
+    s = Session.from_checkpoint(BUNDLED, device="cpu")
+    yield s
+    s.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the bundled model's image encoder does not carry pose yet (3D pose AUC 0.29 on held-out "
+    "hands, assets/models/README.md): its re-encoded pose latent follows the content image. "
+    "strict: this fails loudly once a better bundled model passes it"))
+def test_transfer_in_the_window_keeps_the_pose_images_pose(qtbot, session, tmp_path) -> None:
+    """For each pair, the re-encoded pose latent (z_y1, z_y2) of the transferred image lies closer
+    to the pose image's than to the content image's."""
+    from handlatent.app.main_window import MainWindow
+
+    window = MainWindow(session)
+    qtbot.addWidget(window)
+    scenes = render_scene(sample_scene(np.random.default_rng(2024), 2 * PAIRS), 128)["image"]
+    dims = np.arange(session.layout.total)
+    pose = np.concatenate([dims[session.layout.slices[p]] for p in ("z_y1", "z_y2")])
+    for k in range(PAIRS):
+        for role, image in (("pose", scenes[2 * k]), ("content", scenes[2 * k + 1])):
+            path = tmp_path / f"{role}{k}.png"
+            Image.fromarray(image).save(path)
+            assert window.transfer_panel.load(role, str(path))
+        result = session.transfer_result
+        assert result is not None
+        z_pose = session.images["pose"].z[pose]
+        z_content = session.images["content"].z[pose]
+        z_result = session.encode(result.image[None])[0][pose]
+        assert np.linalg.norm(z_result - z_pose) < np.linalg.norm(z_result - z_content), k
