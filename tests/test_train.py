@@ -194,3 +194,22 @@ def test_plateau_schedule_lowers_the_lr_and_round_trips(tmp_path):
     assert t.lr(50) == s.lr(50)
     cosine = LRSchedule(load_config(SMOKE, ["optim.schedule=cosine", "optim.min_lr=0"]).optim, 100)
     assert cosine.lr(0) == pytest.approx(1e-3) and cosine.lr(100) == pytest.approx(0.0)
+
+
+def test_loader_workers_are_stopped_even_when_training_fails(data_dir, tmp_path, monkeypatch):
+    """Persistent DataLoader workers ignore SIGTERM (the trainer saves first). Kept alive by a
+    traceback (as pytest keeps one), they used to hang interpreter exit in multiprocessing's
+    atexit join; train() now stops them on every way out."""
+    import multiprocessing
+
+    import handlatent.training.train as train_module
+
+    def failing_validation(*args, **kwargs):
+        raise RuntimeError("validation failed")
+
+    monkeypatch.setattr(train_module, "evaluate", failing_validation)
+    cfg = load_config(SMOKE, [f"data.train={data_dir}", "data.workers=1", "run.steps=2"])
+    with pytest.raises(RuntimeError, match="validation failed") as failure:
+        train(cfg, tmp_path / "run")
+    assert failure.traceback  # the frames (and _train's loaders) are still referenced here
+    assert multiprocessing.active_children() == []

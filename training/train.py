@@ -67,17 +67,19 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False,
                 "if steps are slow, try --set run.threads=1: oversubscribed threads can make "
                 "a step 5-10x slower")
     stop = StopSignal()  # SIGINT/SIGTERM: finish the step, save last.pt, return
+    loaders: list[DataLoader] = []  # _train's loaders, whose workers are stopped on the way out
     try:
-        return _train(cfg, Path(out), device, dist, resume, stop_after, stop)
+        return _train(cfg, Path(out), device, dist, resume, stop_after, stop, loaders)
     except ReaderError as err:  # an unreadable file of a real dataset, met while loading
         raise ConfigError(f"{reader_problem(err)} (add on_error=skip to the dataset spec to skip "
                           "bad samples with a warning)") from None
     finally:
+        shutdown_workers(loaders)
         stop.restore()
         distributed.teardown()
 
 
-def _train(cfg, out, device, dist, resume, stop_after, stop) -> dict:
+def _train(cfg, out, device, dist, resume, stop_after, stop, loaders: list) -> dict:
     main = dist.is_main
     ckpt = None
     if resume:
@@ -114,6 +116,7 @@ def _train(cfg, out, device, dist, resume, stop_after, stop) -> dict:
     val_indices = list(range(dist.rank, len(val_set), dist.world_size))  # this rank's share
     val_loader = DataLoader(Subset(val_set, val_indices), batch_size=batch_size, **loader_args,
                             generator=torch.Generator().manual_seed(cfg.run.seed))
+    loaders += [train_loader, val_loader]
     total_steps = cfg.run.steps or math.ceil(cfg.run.epochs * sampler.batches_per_epoch)
 
     # ---------------------------------------------------------------------------------- model
@@ -557,6 +560,16 @@ def rng_states() -> dict:
     the global RNG from (seed, step, rank) each step, so resuming does not need them."""
     return {"cpu": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
+
+
+def shutdown_workers(loaders: list) -> None:
+    """Stop the loaders' persistent workers now. Left to interpreter exit they would hang it:
+    multiprocessing's atexit hook terminates them with SIGTERM, which they ignore, then joins."""
+    for loader in loaders:
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None:
+            iterator._shutdown_workers()  # what DataLoader's own iterator __del__ calls
+            loader._iterator = None
 
 
 def ignore_stop_signals(worker_id: int) -> None:
