@@ -5,7 +5,6 @@ visibility) with an oracle model."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,11 +13,11 @@ from PIL import Image
 
 from handlatent.checkpoint import save_checkpoint
 from handlatent.metrics import PCK_THRESHOLDS_M, evaluate_pose
-from handlatent.model import LatentLayout, ModelConfig, build_model
-from handlatent.skeleton import compose
+from handlatent.model import ModelConfig, build_model
 from handlatent.training import evaluate_cli
 from handlatent.training.evaluate import EvalOptions, evaluate
 from handlatent.training.figures import FIGURES
+from oracle_model import OracleModel
 
 SIZE = 64
 COUNT = 32
@@ -162,49 +161,10 @@ def test_wrong_image_size_exits_2(synth_data, tmp_path, capsys):
 # ------------------------------------------------------------------------------ known answer
 
 
-class OracleModel(torch.nn.Module):
-    """The DVAE interface, answering from the dataset's ground truth.
-
-    encode_image finds the input among the dataset's images and puts its index in z[0];
-    decode_pose returns the GT pose in bone units (compose(GT CPose, GT viewpoint, handedness
-    as passed)) plus a fixed random direction per joint of `offset_m` metres / GT scale on the
-    visible keypoints and `hidden_offset_m` on the invisible ones. decode returns the input image.
-    """
-
-    def __init__(self, dataset, offset_m: float, hidden_offset_m: float) -> None:
-        super().__init__()
-        items = [dataset[i] for i in range(len(dataset))]
-        self.layout = LatentLayout(z_y1=2, z_y2=2, z_u=1)
-        self.config = SimpleNamespace(image_size=items[0]["image"].shape[-1])
-        self.images = torch.stack([it["image"] for it in items])
-        self.cpose = torch.stack([it["cpose"] for it in items]).double()
-        self.viewpoint = torch.stack([it["viewpoint"] for it in items]).double()
-        scale = torch.stack([it["scale"] for it in items]).double().reshape(-1, 1, 1)
-        visible = torch.stack([it["visible"] for it in items])[..., None]
-        dirs = torch.from_numpy(np.random.default_rng(0).normal(size=(len(items), 21, 3)))
-        dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-        self.offset = dirs * torch.where(visible, offset_m, hidden_offset_m) / scale
-
-    def _index(self, z):
-        return z[:, 0].round().long()
-
-    def encode_image(self, x):
-        d = (x[:, None] - self.images[None]).flatten(2).square().sum(-1)
-        mu = torch.zeros(len(x), self.layout.total)
-        mu[:, 0] = d.argmin(1).float()
-        return mu, torch.zeros_like(mu)
-
-    def encode_labels(self, cpose, viewpoint):
-        n = len(cpose)
-        return (torch.zeros(n, 2), torch.zeros(n, 2), torch.zeros(n, 2), torch.zeros(n, 2))
-
-    def decode_pose(self, z, is_right=None):
-        i = self._index(z)
-        xyz = compose(self.cpose[i], self.viewpoint[i], is_right=is_right) + self.offset[i]
-        return {"cpose": self.cpose[i], "viewpoint": self.viewpoint[i], "xyz": xyz}
-
-    def decode(self, z, is_right=None):
-        return {"image": self.images[self._index(z)], **self.decode_pose(z, is_right)}
+def oracle_with_offsets(dataset, offset_m: float, hidden_offset_m: float) -> OracleModel:
+    """GT pose off by `offset_m` on the visible keypoints and `hidden_offset_m` on hidden ones."""
+    visible = torch.stack([dataset[i]["visible"] for i in range(len(dataset))])
+    return OracleModel(dataset, torch.where(visible, offset_m, hidden_offset_m))
 
 
 def test_known_answer_units_handedness_visibility(synth_data):
@@ -214,7 +174,7 @@ def test_known_answer_units_handedness_visibility(synth_data):
     right = np.array([bool(ds[i]["is_right"]) for i in range(len(ds))])
     visible = np.stack([ds[i]["visible"].numpy() for i in range(len(ds))])
     assert right.any() and (~right).any() and not visible.all()  # the test must see both
-    oracle = OracleModel(ds, offset_m=0.030, hidden_offset_m=0.5)
+    oracle = oracle_with_offsets(ds, offset_m=0.030, hidden_offset_m=0.5)
     r, _ = evaluate(oracle, ds, EvalOptions(batch_size=10, disentanglement=False, progress=False))
     # Every visible keypoint is exactly 30 mm off: PCK steps from 0 to 1 between 28.95 and 31.58 mm.
     gt = np.random.default_rng(1).normal(0, 0.04, (4, 21, 3))
@@ -233,7 +193,7 @@ def test_known_answer_through_the_cli(synth_data, tmp_path, monkeypatch, capsys)
     import handlatent.checkpoint
     from handlatent.data import open_dataset
 
-    oracle = OracleModel(open_dataset(synth_data), offset_m=0.010, hidden_offset_m=0.5)
+    oracle = oracle_with_offsets(open_dataset(synth_data), offset_m=0.010, hidden_offset_m=0.5)
     monkeypatch.setattr(handlatent.checkpoint, "load_model", lambda path, device: oracle)
     out = tmp_path / "r.json"
     assert evaluate_cli.main(["--checkpoint", "oracle.pt", "--data", str(synth_data), "--json",

@@ -29,8 +29,8 @@ from handlatent.data.augment import AugmentConfig
 from handlatent.data.crop import project
 from handlatent.data.safe_pickle import UnsafePickleError, load_pickle
 from handlatent.data.synthetic import SyntheticHandDataset
-from handlatent.model import LatentLayout
 from handlatent.skeleton import STB_TO_RHD, compose
+from oracle_model import OracleModel
 
 torch.set_num_threads(1)
 
@@ -497,43 +497,6 @@ def test_a_corrupt_png_met_while_training_or_evaluating_is_one_line(tmp_path, ca
 # ------------------------------------------------------------------- evaluation protocol
 
 
-class Oracle(torch.nn.Module):
-    """The dVAE interface answering from the ground truth plus known errors.
-
-    encode_image finds the input among the dataset's crops (its index goes into z[0]); decode
-    returns compose(GT CPose, GT viewpoint, handedness as passed) in bone units plus, per sample
-    and keypoint, `error_m[i, j]` metres (/ GT scale) in a fixed random direction.
-    """
-
-    def __init__(self, dataset, error_m):
-        super().__init__()
-        items = [dataset[i] for i in range(len(dataset))]
-        self.layout = LatentLayout(z_y1=2, z_y2=2, z_u=1)
-        self.config = SimpleNamespace(image_size=items[0]["image"].shape[-1])
-        self.images = torch.stack([it["image"] for it in items])
-        self.cpose = torch.stack([it["cpose"] for it in items]).double()
-        self.viewpoint = torch.stack([it["viewpoint"] for it in items]).double()
-        scale = torch.stack([it["scale"] for it in items]).double().reshape(-1, 1, 1)
-        dirs = torch.from_numpy(np.random.default_rng(5).normal(size=(len(items), 21, 3)))
-        self.offset = dirs / dirs.norm(dim=-1, keepdim=True) * torch.as_tensor(error_m)[..., None]
-        self.offset = self.offset / scale
-
-    def encode_image(self, x):
-        d = (x[:, None] - self.images[None]).flatten(2).square().sum(-1)
-        mu = torch.zeros(len(x), self.layout.total)
-        mu[:, 0] = d.argmin(1).float()
-        return mu, torch.zeros_like(mu)
-
-    def encode_labels(self, cpose, viewpoint):
-        return tuple(torch.zeros(len(cpose), 2) for _ in range(4))
-
-    def decode(self, z, is_right=None):
-        i = z[:, 0].round().long()
-        xyz = compose(self.cpose[i], self.viewpoint[i], is_right=is_right) + self.offset[i]
-        return {"image": self.images[i], "cpose": self.cpose[i], "viewpoint": self.viewpoint[i],
-                "xyz": xyz}
-
-
 def expected_pck_auc(errors_m, visible):
     """conventions.md §4 written out: per keypoint, the fraction of its visible samples within
     t; the mean over keypoints seen at all; trapezoid area over t[8:] (21.05-50 mm) / range."""
@@ -570,7 +533,7 @@ def test_protocol_through_reader_evaluator_and_cli(which, rhd, stb, tmp_path, mo
     visible = np.stack([ds[i]["visible"].numpy() for i in range(len(ds))])
     assert (which == "stb") == visible.all()  # RHD has hidden keypoints; STB counts them all
     errors = known_errors(visible)
-    oracle = Oracle(ds, errors)
+    oracle = OracleModel(ds, errors, seed=5)
     pck, auc = expected_pck_auc(errors, visible)
     assert 0.2 < auc < 0.9 and pck[0] == 0 and pck[-1] == 1  # a curve, not a step
 

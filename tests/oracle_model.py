@@ -1,0 +1,56 @@
+"""A stand-in for the dVAE that answers from a dataset's ground truth plus known errors, so that
+the evaluator's unit handling (bone units x GT scale, root-relative, handedness, visibility)
+can be checked against hand-computed metrics."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from handlatent.model import LatentLayout
+from handlatent.skeleton import compose
+
+
+class OracleModel(torch.nn.Module):
+    """The DVAE interface, answering from the dataset's ground truth.
+
+    encode_image finds the input among the dataset's images and puts its index in z[0];
+    decode_pose returns compose(GT CPose, GT viewpoint, handedness as passed) in bone units plus,
+    per sample and keypoint, `error_m[i, j]` metres (/ GT scale) in a fixed random direction.
+    decode returns the input image beside that pose.
+    """
+
+    def __init__(self, dataset, error_m, seed: int = 0) -> None:
+        super().__init__()
+        items = [dataset[i] for i in range(len(dataset))]
+        self.layout = LatentLayout(z_y1=2, z_y2=2, z_u=1)
+        self.config = SimpleNamespace(image_size=items[0]["image"].shape[-1])
+        self.images = torch.stack([it["image"] for it in items])
+        self.cpose = torch.stack([it["cpose"] for it in items]).double()
+        self.viewpoint = torch.stack([it["viewpoint"] for it in items]).double()
+        scale = torch.stack([it["scale"] for it in items]).double().reshape(-1, 1, 1)
+        dirs = torch.from_numpy(np.random.default_rng(seed).normal(size=(len(items), 21, 3)))
+        error = torch.as_tensor(error_m, dtype=torch.float64)[..., None]
+        self.offset = dirs / dirs.norm(dim=-1, keepdim=True) * error / scale
+
+    def _index(self, z: torch.Tensor) -> torch.Tensor:
+        return z[:, 0].round().long()
+
+    def encode_image(self, x):
+        d = (x[:, None] - self.images[None]).flatten(2).square().sum(-1)
+        mu = torch.zeros(len(x), self.layout.total)
+        mu[:, 0] = d.argmin(1).float()
+        return mu, torch.zeros_like(mu)
+
+    def encode_labels(self, cpose, viewpoint):
+        return tuple(torch.zeros(len(cpose), 2) for _ in range(4))
+
+    def decode_pose(self, z, is_right=None):
+        i = self._index(z)
+        xyz = compose(self.cpose[i], self.viewpoint[i], is_right=is_right) + self.offset[i]
+        return {"cpose": self.cpose[i], "viewpoint": self.viewpoint[i], "xyz": xyz}
+
+    def decode(self, z, is_right=None):
+        return {"image": self.images[self._index(z)], **self.decode_pose(z, is_right)}
