@@ -34,12 +34,6 @@ PART_PRESETS = (        # (label, parts moved)
 THUMB = 84
 
 
-def prior_sample(session: Any) -> np.ndarray:
-    """A latent drawn from the prior, from the session when it offers one."""
-    sample = getattr(session, "sample_latent", None)
-    if callable(sample):
-        return np.asarray(sample(), dtype=np.float32)
-    return np.random.default_rng().standard_normal(session.layout.total).astype(np.float32)
 
 
 def encode_image_file(session: Any, path: str) -> np.ndarray:
@@ -197,7 +191,7 @@ class WalkPanel(QWidget):
         self.session.set_walk_endpoint(which, None)
 
     def set_endpoint_random(self, which: str) -> None:
-        self.session.set_walk_endpoint(which, prior_sample(self.session))
+        self.session.set_walk_endpoint(which, self.session.sample_latent())
 
     def set_endpoint_image_dialog(self, which: str) -> None:
         path = dialogs.open_image_path(self, f"Endpoint {which} from an image")

@@ -201,14 +201,19 @@ class Session:
         names = self.layout.names if part is None else (part,)
         for name in names:
             self._part_slice(name)
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        sample = self.sample_latent(rng)
         z = self._z.copy()
         for name in names:
             if name not in self._locks:
                 s = self.layout.slices[name]
-                z[s] = rng.standard_normal(s.stop - s.start).astype(np.float32)
+                z[s] = sample[s]
         self._apply(z, True)
         return self.latent
+
+    def sample_latent(self, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """A whole latent (d,) drawn from the prior N(0, I), leaving the session unchanged."""
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        return rng.standard_normal(self.layout.total).astype(np.float32)
 
     def lock(self, part: str, locked: bool = True) -> None:
         """Lock (or unlock) sub-latent `part` against `randomize`."""
