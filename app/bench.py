@@ -66,6 +66,18 @@ def _wait(app: Any, predicate: Any, timeout_s: float) -> bool:
     return True
 
 
+def _first_show_latencies_ms(events: list, z_of_request: dict, sent_at: dict) -> list[float]:
+    """Milliseconds from each slider value being sent to the first frame (event) showing it."""
+    latencies, seen = [], set()
+    for t, rid in events:
+        v = z_of_request.get(rid)
+        if v is None or v in seen or v not in sent_at:
+            continue
+        seen.add(v)
+        latencies.append((t - sent_at[v]) * 1000)
+    return latencies
+
+
 def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *,
                   device: str = "cpu", window_size: tuple[int, int] = (1400, 900)) -> dict:
     """Feed `n` slider changes at `rate_hz` into a shown main window and measure (see module).
@@ -171,22 +183,8 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
         window.bridge.decoded.disconnect(on_decoded)
         window.image_pane.frameShown.disconnect(on_shown)
 
-        latencies = []
-        seen: set[float] = set()
-        for t, rid in shown:
-            v = z_of_request.get(rid)
-            if v is None or v in seen or v not in sent_at:
-                continue
-            seen.add(v)
-            latencies.append((t - sent_at[v]) * 1000)
-        gl_latencies = []
-        gl_seen: set[float] = set()
-        for t, rid in drawn:
-            v = z_of_request.get(rid)
-            if v is None or v in gl_seen or v not in sent_at:
-                continue
-            gl_seen.add(v)
-            gl_latencies.append((t - sent_at[v]) * 1000)
+        latencies = _first_show_latencies_ms(shown, z_of_request, sent_at)
+        gl_latencies = _first_show_latencies_ms(drawn, z_of_request, sent_at)
         feed_end = t0 + n / rate_hz
         frames_during = len({rid for t, rid in shown if t <= max(feed_end, t0 + 1e-3)})
         duration = feed_end - t0
