@@ -89,6 +89,29 @@ def test_resume_refuses_another_model(smoke_run, tmp_path):
         train(load_config(SMOKE, ["model.hidden=32"]), out, resume=True)
 
 
+def test_init_starts_from_a_checkpoints_weights(smoke_run, data_dir, tmp_path):
+    """run.init fine-tunes: step 0 of the new run sees the given weights, not a fresh init."""
+    init = smoke_run / "best.pt"
+    sets = [f"data.train={data_dir}", "run.steps=1", "optim.lr=1e-12"]
+    train(load_config(SMOKE, sets + [f"run.init={init}"]), tmp_path / "tuned")
+    train(load_config(SMOKE, sets + ["run.seed=7"]), tmp_path / "fresh")
+    start = load_checkpoint(init)["state_dict"]
+    tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")["state_dict"]
+    fresh = load_checkpoint(tmp_path / "fresh" / "last.pt")["state_dict"]
+    learned = [k for k in start if "running" not in k and "num_batches" not in k]
+    assert len(learned) > 50
+    assert all(torch.allclose(tuned[k].float(), start[k].float(), atol=1e-6) for k in learned)
+    assert sum(not torch.allclose(fresh[k].float(), start[k].float(), atol=1e-3)
+               for k in learned) > len(learned) // 2
+
+    with pytest.raises(ConfigError, match=r"run\.init.*differs from this run's"):
+        train(load_config(SMOKE, sets + [f"run.init={init}", "model.hidden=32"]),
+              tmp_path / "other")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="junk.pt: not a PyTorch checkpoint"):
+        train(load_config(SMOKE, sets + [f"run.init={tmp_path / 'junk.pt'}"]), tmp_path / "j")
+
+
 def test_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
     # 4 steps of 8 over 24 training images: the run crosses an epoch boundary after step 3,
     # the resumed half starts inside epoch 0 (batch 2 of 3)

@@ -144,6 +144,9 @@ class RunConfig:
     threads: int | None = None  # torch CPU threads (null: all cores, shared between processes)
     # torchvision ResNet-18 weights (resnet18-*.pth) to initialise the image encoder with.
     init_encoder: str | None = field(default=None, metadata=_path("file"))
+    # A handlatent checkpoint (e.g. an earlier run's best.pt) whose weights start this run:
+    # fine-tuning with a fresh optimizer and schedule. Its model config must equal `model`.
+    init: str | None = field(default=None, metadata=_path("file"))
 
 
 @dataclass

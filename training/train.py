@@ -30,10 +30,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
-from handlatent.checkpoint import load_checkpoint
+from handlatent.checkpoint import CheckpointError, load_checkpoint, load_model
 from handlatent.data import CROPPING_READERS, open_dataset, spec_kind
 from handlatent.data.crop import ReaderError
-from handlatent.model import DVAELoss, build_model, load_torchvision_resnet18
+from handlatent.model import DVAELoss, ModelConfig, build_model, load_torchvision_resnet18
 from handlatent.training import distributed
 from handlatent.training.config import (ConfigError, DataConfig, DatasetEntry, OptimConfig,
                                         TrainConfig, dump_config, to_dict)
@@ -124,6 +124,8 @@ def _train(cfg, out, device, dist, resume, stop_after, stop, loaders: list) -> d
     model = build_model(cfg.model)
     if cfg.run.init_encoder and ckpt is None:
         load_torchvision_resnet18(model.image_encoder, cfg.run.init_encoder)
+    if cfg.run.init and ckpt is None:
+        model.load_state_dict(init_weights(cfg.run.init, cfg.model).state_dict())
     model.to(device)
     if cfg.run.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -302,6 +304,18 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
             raise ConfigError(f"no {name}: this machine has {torch.cuda.device_count()} "
                               "CUDA devices", "run.device")
     return device
+
+
+def init_weights(path: str, config: ModelConfig):
+    """The model stored at `path` (run.init), refused in one line unless its config is `config`."""
+    try:
+        model = load_model(path, device="cpu")
+    except CheckpointError as error:
+        raise ConfigError(str(error), "run.init") from None
+    if model.config != config:
+        raise ConfigError(f"{path}: its model {model.config.to_dict()} differs from this run's "
+                          f"{config.to_dict()}", "run.init")
+    return model
 
 
 def check_resumable(cfg: TrainConfig, ckpt: dict) -> None:
