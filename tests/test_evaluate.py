@@ -148,6 +148,21 @@ def test_bad_dataset_exits_2_with_one_line(checkpoint, tmp_path, capsys):
         assert err.count("\n") == 1 and str(path) in err and "Traceback" not in err
 
 
+def test_beta_vae_on_chosen_factor_groups(synth_data, checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    base = ["--checkpoint", str(checkpoint), "--data", str(synth_data), "--quiet",
+            "--threads", "1", *SMALL_DISENTANGLEMENT]
+    assert evaluate_cli.main([*base, "--json", str(out),
+                              "--beta-vae-factors", "pose", "viewpoint"]) == 0
+    bv = json.loads(out.read_text())["disentanglement"]["beta_vae"]
+    assert bv["factors"] == ["pose", "viewpoint"] and 0.0 <= bv["score"] <= 1.0
+    capsys.readouterr()
+    for factors in (["pose", "colour"], ["pose"]):
+        assert evaluate_cli.main([*base, "--beta-vae-factors", *factors]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "β-VAE factors" in err and "Traceback" not in err
+
+
 def test_wrong_image_size_exits_2(synth_data, tmp_path, capsys):
     path = tmp_path / "m128.pt"
     save_checkpoint(path, build_model(ModelConfig(image_size=128, z_y1=4, z_y2=4, z_u=2,

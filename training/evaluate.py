@@ -51,6 +51,8 @@ class EvalOptions:
                           more; split 50/50 into probe training and test samples).
     beta_vae_pairs:       L, pairs averaged into one β-VAE feature (supplement: z_diff^32).
     beta_vae_train/eval:  β-VAE training / held-out points (supplement: 500 / 500).
+    beta_vae_factors:     the generator's factor groups the β-VAE score tells apart (None: all;
+                          the supplement's d = 8 model has two: pose and viewpoint).
     """
 
     batch_size: int = 64
@@ -60,6 +62,7 @@ class EvalOptions:
     beta_vae_pairs: int = 32
     beta_vae_train: int = 500
     beta_vae_eval: int = 500
+    beta_vae_factors: tuple[str, ...] | None = None
     seed: int = 0
     progress: bool = True
 
@@ -286,6 +289,10 @@ def synthetic_pair_sampler(image_size: int, groups: Sequence[str] | None = None
     from handlatent.synth.scene import GROUPS, concat_scenes, render_scene, sample_scene
 
     names = list(groups or GROUPS)
+    unknown = [name for name in names if name not in GROUPS]
+    if unknown or len(set(names)) < 2 or len(set(names)) != len(names):
+        raise EvaluationError(f"β-VAE factors {names}: give two or more distinct groups of "
+                              f"{list(GROUPS)}")
 
     def sample(k: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         first = sample_scene(rng, n)
@@ -297,15 +304,17 @@ def synthetic_pair_sampler(image_size: int, groups: Sequence[str] | None = None
 
 
 def beta_vae(model, *, device: torch.device | str, pairs: int, n_train: int, n_eval: int,
-             seed: int, progress: bool = True) -> dict[str, Any]:
-    """Higgins et al.'s β-VAE score of the whole image latent (posterior means), factors = every
-    factor group of the synthetic generator (pose, shape, viewpoint, skin, light, background).
+             seed: int, progress: bool = True, factors: Sequence[str] | None = None
+             ) -> dict[str, Any]:
+    """Higgins et al.'s β-VAE score of the whole image latent (posterior means), factors = the
+    given factor groups of the synthetic generator (default all: pose, shape, viewpoint, skin,
+    light, background).
 
     Both images of all L pairs of a point go through the encoder in one batch: the pair sampler
     handed to `beta_vae_score` returns posterior means, and its `encode` is the identity.
     """
     device = torch.device(device)
-    sample, names = synthetic_pair_sampler(model.config.image_size)
+    sample, names = synthetic_pair_sampler(model.config.image_size, factors)
     bar = tqdm(total=n_train + n_eval, desc="beta-VAE points", unit="pt",
                disable=not progress or None, leave=False)
 
@@ -396,7 +405,8 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
         if synthetic:
             dis["beta_vae"] = beta_vae(model, device=device, pairs=options.beta_vae_pairs,
                                        n_train=options.beta_vae_train, n_eval=options.beta_vae_eval,
-                                       seed=options.seed, progress=options.progress)
+                                       seed=options.seed, progress=options.progress,
+                                       factors=options.beta_vae_factors)
         else:
             dis["beta_vae"] = {"skipped": "needs the synthetic generator's factors; the data is "
                                           "not synthetic"}

@@ -55,6 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="pairs averaged per β-VAE point (default 32, as the supplement)")
     g.add_argument("--beta-vae-train", type=_positive, default=500, metavar="N")
     g.add_argument("--beta-vae-eval", type=_positive, default=500, metavar="N")
+    g.add_argument("--beta-vae-factors", nargs="+", metavar="GROUP",
+                   help="factor groups of the generator the β-VAE score tells apart (default "
+                        "all: pose shape viewpoint skin light background; the supplement's "
+                        "d = 8 model: pose viewpoint)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
@@ -90,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
                               disentanglement=args.disentanglement,
                               regression_samples=args.regression_samples,
                               beta_vae_pairs=args.beta_vae_pairs, beta_vae_train=args.beta_vae_train,
-                              beta_vae_eval=args.beta_vae_eval, seed=args.seed,
+                              beta_vae_eval=args.beta_vae_eval,
+                              beta_vae_factors=(tuple(args.beta_vae_factors)
+                                                if args.beta_vae_factors else None),
+                              seed=args.seed,
                               progress=not args.quiet)
         try:
             results, collected = evaluate(model, dataset, options, device=device)

@@ -42,6 +42,9 @@ class PreparedImage:
     original_size: tuple[int, int]  # (width, height) as stored, before EXIF rotation
     thumbnail: np.ndarray      # (h, w, 3) uint8: the whole image, longest side <= THUMBNAIL_SIZE
     model_input: np.ndarray    # (S, S, 3) uint8: centre square crop resized to the model's size
+    upright_size: tuple[int, int]  # (width, height) after EXIF rotation, full resolution
+    crop_box: tuple[float, float, float, float]  # (left, top, right, bottom) of the square
+    #   that became model_input, in pixels of the upright full-resolution image
 
 
 @dataclass(frozen=True)
@@ -215,14 +218,18 @@ def read_image(source: ImageSource, *, needed: int = THUMBNAIL_SIZE,
     return rgb, size
 
 
+def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the centred square with the shorter side of the image."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
 def square_crop(im: Image.Image, size: int) -> np.ndarray:
     """Centre square crop (the shorter side) resized to `size` x `size` with LANCZOS, uint8."""
-    w, h = im.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    out = im.resize((size, size), Image.Resampling.LANCZOS,
-                    box=(left, top, left + side, top + side),
-                    reducing_gap=3.0 if side > 3 * size else None)
+    box = centre_square(*im.size)
+    out = im.resize((size, size), Image.Resampling.LANCZOS, box=box,
+                    reducing_gap=3.0 if box[2] - box[0] > 3 * size else None)
     return np.asarray(out, dtype=np.uint8).copy()
 
 
@@ -239,5 +246,13 @@ def prepare_image(source: ImageSource, size: int, *,
     im, original_size = read_image(source, needed=max(size, THUMBNAIL_SIZE),
                                    max_pixels=max_pixels)
     path = Path(source) if isinstance(source, (str, os.PathLike)) else None
+    w, h = im.size  # upright; JPEGs may have been decoded at 1/2, 1/4 or 1/8 of full size
+    stored_w, stored_h = original_size
+    # EXIF rotations by 90 degrees swap the sides; when the decode came out square they are
+    # equal up to the JPEG reduction's rounding, and the box is the whole image either way
+    upright = (stored_h, stored_w) if (w - h) * (stored_w - stored_h) < 0 else original_size
+    sx, sy = upright[0] / w, upright[1] / h
+    left, top, right, bottom = centre_square(w, h)
     return PreparedImage(path=path, original_size=original_size, thumbnail=thumbnail(im),
-                         model_input=square_crop(im, size))
+                         model_input=square_crop(im, size), upright_size=upright,
+                         crop_box=(left * sx, top * sy, right * sx, bottom * sy))

@@ -1,0 +1,162 @@
+"""Batch pose estimation from image files, without Qt: what `handlatent-estimate` runs.
+
+Images are read and cropped exactly as the explorer's File > Open does
+(`handlatent.explorer.images.prepare_image`), encoded in batches to the posterior mean and
+log-variance, and the mean is decoded by the pose decoders (and, for overlays, the image
+decoder). `estimate_images` yields one `PoseEstimate` or `ImageFailure` per source, in order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from handlatent.explorer.decoder import to_uint8_images
+from handlatent.explorer.figures import BACKGROUND, draw_skeleton, upscale
+from handlatent.explorer.images import ImageError, ImageSource, PreparedImage, prepare_image
+from handlatent.explorer.stats import images_to_tensor
+from handlatent.model import DVAE
+from handlatent.skeleton import BONES, KEYPOINT_NAMES
+
+FORMAT = "handlatent-estimate"
+FORMAT_VERSION = 1
+OVERLAY_PANEL = 256  # overlay panels are the model's size times an integer, at least this
+OVERLAY_GAP = 4
+CONVENTIONS = {
+    "keypoints": list(KEYPOINT_NAMES),
+    "bones": BONES.tolist(),
+    "xyz": "3D keypoints (21 x 3, order of 'keypoints') = compose(cpose, viewpoint): "
+           "root-relative (trained with keypoint 0, the palm, at the origin; the decoded palm "
+           "lies near it), camera frame (x right, y down, z away from the camera), in bone "
+           "units: the middle finger's MCP-PIP bone has length 1; times the hand's length of "
+           "that bone in metres gives metres",
+    "cpose": "canonical pose (21 x 3), bone units, always a left hand in the hand's own frame",
+    "viewpoint": "rotation (3 x 3) with xyz = cpose @ viewpoint (points as row vectors)",
+    "handedness": "not estimated: the model decodes every hand as a left hand; for a right "
+                  "hand negate the z column of cpose before composing "
+                  "(handlatent.skeleton.compose(cpose, viewpoint, is_right=True))",
+    "latent": "posterior q(z | image) of the whole latent z = [z_y1 | z_y2 | z_u]: mean (what "
+              "xyz is decoded from) and log-variance",
+    "crop": "box (left, top, right, bottom) in pixels of the upright image (EXIF rotation "
+            "applied, full resolution): the centre square resized to the model's input size",
+}
+
+
+@dataclass(frozen=True)
+class PoseEstimate:
+    """One image's estimate: its prepared pixels, posterior and the decoding of the mean."""
+
+    prepared: PreparedImage
+    mean: np.ndarray        # (d,) float32: posterior mean, the estimate's latent
+    logvar: np.ndarray      # (d,) float32: posterior log-variance
+    xyz: np.ndarray         # (21, 3) float32: root-relative 3D pose, bone units
+    cpose: np.ndarray       # (21, 3) float32
+    viewpoint: np.ndarray   # (3, 3) float32
+    reconstruction: np.ndarray | None  # (S, S, 3) uint8 decoded image, when asked for
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """A source that could not be read; `message` is one line naming it and the problem."""
+
+    source: ImageSource
+    message: str
+
+
+def estimate_batch(model: DVAE, prepared: Sequence[PreparedImage], *,
+                   reconstruct: bool = False) -> list[PoseEstimate]:
+    """Encode the prepared images in one pass and decode their posterior means.
+
+    `model` is in eval mode (as `load_model` gives it), so an image's result does not depend on
+    its batch. The pose comes from the pose decoders; `reconstruct` also runs the image decoder.
+    """
+    if not prepared:
+        return []
+    pixels = np.stack([p.model_input for p in prepared])
+    with torch.inference_mode():
+        mean, logvar = model.encode_image(images_to_tensor(pixels, model.image_mean.device))
+        pose = {k: v.float().cpu().numpy() for k, v in model.decode_pose(mean).items()}
+        images = to_uint8_images(model.image_decoder(mean)) if reconstruct else None
+        mean, logvar = mean.float().cpu().numpy(), logvar.float().cpu().numpy()
+    return [PoseEstimate(prepared=p, mean=mean[i], logvar=logvar[i], xyz=pose["xyz"][i],
+                         cpose=pose["cpose"][i], viewpoint=pose["viewpoint"][i],
+                         reconstruction=None if images is None else images[i])
+            for i, p in enumerate(prepared)]
+
+
+def estimate_images(model: DVAE, sources: Iterable[ImageSource], *, batch_size: int = 16,
+                    reconstruct: bool = False) -> Iterator[PoseEstimate | ImageFailure]:
+    """One result per source, in order: a `PoseEstimate`, or an `ImageFailure` for a source
+    that `prepare_image` refuses (missing, empty, corrupt, not an image, too large)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    size = model.config.image_size
+    iterator = iter(sources)
+    while chunk := list(itertools.islice(iterator, batch_size)):
+        results: list[PreparedImage | ImageFailure] = []
+        for source in chunk:
+            try:
+                results.append(prepare_image(source, size))
+            except ImageError as error:
+                results.append(ImageFailure(source, str(error)))
+        estimates = iter(estimate_batch(
+            model, [r for r in results if isinstance(r, PreparedImage)], reconstruct=reconstruct))
+        for r in results:
+            yield r if isinstance(r, ImageFailure) else next(estimates)
+
+
+def _floats(a: np.ndarray) -> list[Any]:
+    """A float32 array as nested lists of the shortest decimals that read back to it exactly."""
+    a = np.asarray(a, dtype=np.float32)
+    flat = [float(str(v)) for v in a.ravel()]
+    return np.array(flat, dtype=object).reshape(a.shape).tolist()
+
+
+def model_record(model: DVAE, checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """The "model" entry of an estimate file: checkpoint, input size and latent layout."""
+    layout = model.layout
+    return {"checkpoint": str(Path(checkpoint).resolve()),
+            "image_size": model.config.image_size,
+            "latent_layout": layout.to_dict(),
+            "latent_slices": {name: [s.start, s.stop] for name, s in layout.slices.items()}}
+
+
+def estimate_record(estimate: PoseEstimate, path: str) -> dict[str, Any]:
+    """One image's entry of an estimate file (units and orders: `CONVENTIONS`)."""
+    p = estimate.prepared
+    return {"path": path,
+            "size": list(p.original_size),
+            "crop": {"box": [round(v, 2) for v in p.crop_box], "image_size": list(p.upright_size),
+                     "resized_to": int(p.model_input.shape[0])},
+            "xyz": _floats(estimate.xyz),
+            "cpose": _floats(estimate.cpose),
+            "viewpoint": _floats(estimate.viewpoint),
+            "latent": {"mean": _floats(estimate.mean), "logvar": _floats(estimate.logvar)}}
+
+
+def overlay(estimate: PoseEstimate) -> np.ndarray:
+    """A uint8 picture of one estimate, left to right: the crop the encoder saw, the decoded
+    image, and the decoded 3D pose drawn as seen by the camera ("front") and from the side
+    (each drawing fitted to its panel).
+
+    Needs `estimate.reconstruction` (estimate with `reconstruct=True`).
+    """
+    if estimate.reconstruction is None:
+        raise ValueError("overlay needs the decoded image: estimate with reconstruct=True")
+    size = estimate.prepared.model_input.shape[0]
+    factor = max(1, math.ceil(OVERLAY_PANEL / size))
+    panel = size * factor
+    panels = [upscale(estimate.prepared.model_input, factor),
+              upscale(estimate.reconstruction, factor),
+              draw_skeleton(estimate.xyz, panel, "front"),
+              draw_skeleton(estimate.xyz, panel, "side")]
+    gap = np.empty((panel, OVERLAY_GAP, 3), dtype=np.uint8)
+    gap[:] = BACKGROUND
+    return np.concatenate([x for p in panels for x in (p, gap)][:-1], axis=1)
