@@ -111,9 +111,19 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
                             "Show latent dimensions with KL ≈ 0", checkable=True))
     view_menu.addAction(act("reset_camera", "Reset 3D &camera", w.skeleton.reset_camera,
                             "Home", "Look along the image camera's axis again"))
+    view_menu.addAction(act("viewpoint_mode", "&Viewpoint mode", w.set_viewpoint_mode, "V",
+                            "Orbiting the 3D view turns the hand: the image is re-rendered from "
+                            "the angle you look from", checkable=True))
+    actions["viewpoint_mode"].setIconText("Viewpoint")   # short: it sits in the 3D view's bar
     view_menu.addSeparator()
     for dock in w.docks:
         view_menu.addAction(dock.toggleViewAction())
+    atlas = w.atlas_dock.toggleViewAction()
+    atlas.setShortcut(QKeySequence("A"))
+    atlas.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+    atlas.setStatusTip("Strips of decoded thumbnails from -2σ to +2σ per active dimension")
+    w.addAction(atlas)
+    actions["atlas"] = atlas
 
     help_menu = bar.addMenu("&Help")
     help_menu.addAction(act("shortcuts", "&Keyboard shortcuts", w.show_shortcuts,
@@ -137,6 +147,8 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
             toolbar.addAction(b)
     toolbar.addSeparator()
     toolbar.addAction(actions["walk_play"])
+    toolbar.addAction(actions["viewpoint_mode"])
+    toolbar.addAction(actions["atlas"])
     w.addToolBar(toolbar)
     w.toolbar = toolbar
     return actions

@@ -13,8 +13,10 @@ decode worker → bridge → views), and measures
 - the longest GUI-thread stall: the largest gap between ticks of a 1 ms heartbeat QTimer.
 
 Targets at 128 px (docs/gui.md): ≥ 30 frames/s, p95 latency ≤ 50 ms, no stall over 30 ms.
+`run_atlas_bench` times the latent atlas' refreshes (docs/gui.md, "GUI benchmark").
+`run_drag_bench` times joint-drag updates in the 3D view (target: p95 ≤ 30 ms; `--drag`).
 
-    python -m handlatent.app.bench --checkpoint model.pt [--n 200] [--rate 60] [--json]
+    python -m handlatent.app.bench --checkpoint model.pt [--n 200] [--rate 60] [--drag] [--json]
 """
 
 from __future__ import annotations
@@ -221,6 +223,212 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
             session.close()
 
 
+DRAG_TARGET_MS = 30.0    # p95 time per drag update, mouse move -> latent updated (128 px, CPU)
+DRAG_JOINT = 5           # the index fingertip
+DRAG_RADIUS_PX = 40.0    # the mouse circles this far around where the joint was grabbed
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    """(median, p95) rounded to 0.1, NaN for no values."""
+    a = np.asarray(values if values else [np.nan], dtype=float)
+    return round(float(np.median(a)), 1), round(float(np.percentile(a, 95)), 1)
+
+
+def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, *,
+                   device: str = "cpu", window_size: tuple[int, int] = (1400, 900)) -> dict:
+    """Drag the index fingertip in a shown window's 3D view: `n` mouse moves at `rate_hz` on a
+    circle (QTest events on the view's surface, the whole path of a real drag: view -> session
+    -> drag worker -> decode worker -> bridge -> views), and measure per drag update
+
+    - `drag_update_*`: from a mouse move to the latent updated for it (sliders follow);
+    - `drag_optimise_*`: the optimisation alone (on the drag worker);
+    - `drag_frame_*`: from a mouse move to the image pane's paint of the frame decoded from it.
+
+    Moves overtaken by a newer one before their update started are never served (newest wins);
+    `drag_updates` counts the served ones. Returns plain numbers and `drag_meets_target`.
+    """
+    from PySide6.QtCore import QPoint, Qt, QTimer
+    from PySide6.QtTest import QTest
+
+    from handlatent.app.cli import _has_display
+    from handlatent.app.main_window import MainWindow, freeze_startup_objects
+    if not _has_display():
+        raise RuntimeError("the drag benchmark needs a display: run it under xvfb-run -a")
+    if n < 2 or not rate_hz > 0:
+        raise ValueError(f"need n >= 2 and rate_hz > 0, got n={n}, rate_hz={rate_hz}")
+    app = _application()
+    session, owned = _session_for(checkpoint_or_model, device)
+    window = MainWindow(session)
+    try:
+        window.resize(*window_size)
+        window.show()
+        view = window.skeleton
+        if not _wait(app, lambda: window.frames_shown > 0 and view.frame is not None, 30.0):
+            raise RuntimeError("the window showed no decoded frame within 30 s")
+        freeze_startup_objects()
+        _wait(app, lambda: False, 0.3)
+        start = view.screen_positions()[DRAG_JOINT, :2]
+        angles = np.linspace(0, 2 * np.pi, n + 1)[1:]
+        path = start + DRAG_RADIUS_PX * np.stack([np.cos(angles) - 1, np.sin(angles)], 1)
+
+        sent_at: dict[bytes, float] = {}          # target -> time of its mouse move
+        updates: list[tuple[float, Any]] = []     # (time applied, DragUpdate), worker thread
+        frame_of: dict[int, bytes] = {}           # request id -> latent of the frame
+        shown: list[tuple[float, int]] = []       # (time, request id) per image paint
+        moving = [0.0]
+
+        def on_target(target: np.ndarray) -> None:
+            sent_at.setdefault(target.tobytes(), moving[0])
+
+        def on_update(update: Any) -> None:
+            updates.append((time.perf_counter(), update))
+
+        def on_decoded(frame: Any) -> None:
+            frame_of[frame.request_id] = frame.z.tobytes()
+
+        def on_shown(tag: Any) -> None:
+            if tag is not None:
+                shown.append((time.perf_counter(), int(tag)))
+
+        view.jointDragged.connect(on_target)
+        session.events.on("dragged", on_update)
+        window.bridge.decoded.connect(on_decoded)
+        window.image_pane.frameShown.connect(on_shown)
+
+        step = [0]
+
+        def move() -> None:
+            if step[0] >= n:
+                feeder.stop()
+                return
+            moving[0] = time.perf_counter()
+            QTest.mouseMove(view.surface, QPoint(*(int(round(c)) for c in path[step[0]])))
+            step[0] += 1
+
+        feeder = QTimer()
+        feeder.setTimerType(Qt.TimerType.PreciseTimer)
+        feeder.setInterval(max(1, round(1000.0 / rate_hz)))
+        feeder.timeout.connect(move)
+        QTest.mousePress(view.surface, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                         QPoint(*(int(round(c)) for c in start)))
+        if session.dragging is None:
+            raise RuntimeError("the press did not grab the joint")
+        feeder.start()
+        _wait(app, lambda: step[0] >= n, n / rate_hz + SETTLE_TIMEOUT_S)
+        QTest.mouseRelease(view.surface, Qt.MouseButton.LeftButton,
+                           Qt.KeyboardModifier.NoModifier,
+                           QPoint(*(int(round(c)) for c in path[-1])))
+        final = session.latent.tobytes()
+        _wait(app, lambda: any(frame_of.get(rid) == final for _, rid in shown), SETTLE_TIMEOUT_S)
+        session.undo()                            # leave a passed-in session as it was
+
+        applied = [(t - sent_at[u.target.tobytes()], u) for t, u in list(updates)
+                   if u.target.tobytes() in sent_at]
+        sent_of_z = {u.z.tobytes(): sent_at[u.target.tobytes()] for _, u in applied}
+        frame_ms, seen = [], set()
+        for t, rid in shown:
+            z = frame_of.get(rid)
+            if z in sent_of_z and z not in seen:
+                seen.add(z)
+                frame_ms.append((t - sent_of_z[z]) * 1000)
+        update = _percentiles([dt * 1000 for dt, _ in applied])
+        optimise = _percentiles([u.elapsed_ms for _, u in applied])
+        frame = _percentiles(frame_ms)
+        result = {
+            "drag_moves": int(n), "drag_updates": len(applied),
+            "drag_update_median_ms": update[0], "drag_update_p95_ms": update[1],
+            "drag_optimise_median_ms": optimise[0], "drag_optimise_p95_ms": optimise[1],
+            "drag_frame_median_ms": frame[0], "drag_frame_p95_ms": frame[1],
+            "drag_final_distance": round(applied[-1][1].distance, 4) if applied else None,
+        }
+        result["drag_meets_target"] = bool(update[1] <= DRAG_TARGET_MS)
+        return result
+    finally:
+        window.shutdown()
+        window.close()
+        window.deleteLater()
+        app.processEvents()
+        if owned:
+            session.close()
+
+
+ATLAS_REFRESHES = 20
+
+
+def run_atlas_bench(checkpoint_or_model: Any, n: int = ATLAS_REFRESHES, *, device: str = "cpu",
+                    window_size: tuple[int, int] = (1400, 900)) -> dict:
+    """Open the "Latent atlas" dock in a shown window and time `n` refreshes. Each time one
+    active dimension is set to a new value (as a thumbnail click does) and the panel refreshes
+    once the latent has been still for its settle delay; measured per refresh:
+
+    - `atlas_refresh_*`: from the panel's request to its last strip added, all rows decoded
+      (add `atlas_settle_ms` for the time from the latent change);
+    - `atlas_on_screen_*`: from the request to the strips of the rows on screen, which are
+      decoded first.
+    """
+    from handlatent.app.atlas_panel import SETTLE_MS
+    from handlatent.app.cli import _has_display
+    from handlatent.app.main_window import MainWindow, freeze_startup_objects
+    if not _has_display():
+        raise RuntimeError("the atlas benchmark needs a display: run it under xvfb-run -a")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    app = _application()
+    session, owned = _session_for(checkpoint_or_model, device)
+    window = MainWindow(session)
+    try:
+        window.resize(*window_size)
+        window.show()
+        panel = window.atlas_panel
+        window.atlas_dock.show()
+        if not _wait(app, lambda: panel.refresh_count > 0, 120.0):
+            raise RuntimeError("the latent atlas was not decoded within 120 s")
+        freeze_startup_objects()
+        _wait(app, lambda: False, 0.3)
+        asked: dict[int, float] = {}      # request id -> time the panel asked for it
+        waiting: dict[int, set[int]] = {}  # request id -> rows on screen not yet arrived
+        on_screen: dict[int, float] = {}  # request id -> time the rows on screen arrived
+        done: dict[int, float] = {}       # request id -> time its last strip was added
+
+        def on_part(part: Any) -> None:
+            rows = waiting.get(part.request_id)
+            if rows:
+                rows.difference_update(part.dims)
+                if not rows:
+                    on_screen[part.request_id] = time.perf_counter()
+
+        def on_request() -> None:       # connected after the panel's own slot: runs after it
+            asked[panel.request_id] = time.perf_counter()
+            waiting[panel.request_id] = set(panel.on_screen)
+
+        panel.timer.timeout.connect(on_request)
+        window.bridge.atlasChanged.connect(on_part)
+        panel.refreshed.connect(lambda rid: done.setdefault(rid, time.perf_counter()))
+        dims = session.atlas_dims()
+        rng = np.random.default_rng(0)
+        for k in range(n):
+            count = panel.refresh_count
+            session.set_value(dims[k % len(dims)], float(rng.uniform(-2, 2)))
+            if not _wait(app, lambda: panel.refresh_count > count, 120.0):
+                raise RuntimeError("an atlas refresh did not finish within 120 s")
+        ids = [rid for rid in done if rid in asked and rid in on_screen]
+        refresh = _percentiles([(done[r] - asked[r]) * 1000 for r in ids])
+        visible = _percentiles([(on_screen[r] - asked[r]) * 1000 for r in ids])
+        return {"atlas_refreshes": len(ids),
+                "atlas_thumbnails": len(dims) * len(panel.grid.values),
+                "atlas_settle_ms": SETTLE_MS,
+                "atlas_refresh_median_ms": refresh[0], "atlas_refresh_p95_ms": refresh[1],
+                "atlas_rows_on_screen": len(panel.on_screen),
+                "atlas_on_screen_median_ms": visible[0], "atlas_on_screen_p95_ms": visible[1]}
+    finally:
+        window.shutdown()
+        window.close()
+        window.deleteLater()
+        app.processEvents()
+        if owned:
+            session.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m handlatent.app.bench",
                                      description="GUI liveness benchmark (needs a display).")
@@ -230,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--rate", type=float, default=60.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--drag", action="store_true",
+                        help="also time dragging a joint in the 3D view (run_drag_bench)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     if args.checkpoint:
@@ -241,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.manual_seed(0)
         target = build_model(ModelConfig(image_size=args.image_size))
     result = run_gui_bench(target, n=args.n, rate_hz=args.rate, device=args.device)
+    if args.drag:
+        result.update(run_drag_bench(target, device=args.device))
     if args.json:
         print(json.dumps(result))
     else:

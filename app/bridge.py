@@ -18,7 +18,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 EVENTS = ("latent_changed", "decoded", "history_changed", "images_changed", "walk_changed",
-          "locks_changed", "transfer_changed", "error")
+          "locks_changed", "transfer_changed", "atlas_changed", "error")
 
 
 def _registry(session: Any) -> Any:
@@ -42,6 +42,7 @@ class SessionBridge(QObject):
     walkChanged = Signal()
     locksChanged = Signal()
     transferChanged = Signal()
+    atlasChanged = Signal(object)       # AtlasRows: a part of a latent-atlas request
     error = Signal(str)
 
     # Private: posted from any thread, delivered queued on the bridge's (GUI) thread.
@@ -52,6 +53,7 @@ class SessionBridge(QObject):
     _walk = Signal()
     _locks = Signal()
     _transfer = Signal()
+    _atlas = Signal(object)
     _error = Signal(str)
 
     def __init__(self, session: Any, parent: QObject | None = None) -> None:
@@ -72,6 +74,7 @@ class SessionBridge(QObject):
         self._walk.connect(self.walkChanged, auto)
         self._locks.connect(self.locksChanged, auto)
         self._transfer.connect(self.transferChanged, auto)
+        self._atlas.connect(self.atlasChanged, auto)   # from the atlas worker: queued
         self._error.connect(self.error, auto)
         self._callbacks = {
             "latent_changed": self._latent.emit,
@@ -81,6 +84,7 @@ class SessionBridge(QObject):
             "walk_changed": self._walk.emit,
             "locks_changed": self._locks.emit,
             "transfer_changed": self._transfer.emit,
+            "atlas_changed": self._atlas.emit,
             "error": self._on_error,
         }
         self._registry = _registry(session)

@@ -1,11 +1,13 @@
 """`handlatent-gui`: open the latent-space explorer on a checkpoint.
 
     handlatent-gui [IMAGE] [--checkpoint model.pt] [--device auto|cpu|cuda] [--screenshot out.png]
+                   [--atlas]
 
 Without --checkpoint the bundled model assets/models/synth-hands-128.pt is used. A missing,
 corrupt or unsafe checkpoint gives a one-line message on stderr (and a dialog when a window can
 be shown) and exit status 2; never a traceback. --screenshot opens the window, waits for the
-first decoded frame and a rendered 3D view, saves `window.grab()` and exits 0.
+first decoded frame and a rendered 3D view (and, with --atlas, the whole latent atlas), saves
+`window.grab()` and exits 0.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "shown, and exit")
     parser.add_argument("image", nargs="?", metavar="IMAGE",
                         help="an image to open at start: its pose is estimated (as File > Open)")
+    parser.add_argument("--atlas", action="store_true",
+                        help="open the Latent atlas dock at start (View > Latent atlas, A)")
     parser.add_argument("--no-dialogs", action="store_true",
                         help="report startup errors on stderr only (for scripts)")
     return parser.parse_args(argv)
@@ -124,7 +128,8 @@ def _error_dialog(message: str) -> None:
 
 
 class ScreenshotTaker:
-    """Save `window.grab()` once a decoded frame was painted and the 3D view has drawn it."""
+    """Save `window.grab()` once a decoded frame was painted and the 3D view has drawn it
+    (and the latent atlas is complete, if its dock is open)."""
 
     def __init__(self, window: Any, path: str, app: Any, timeout_s: float) -> None:
         from PySide6.QtCore import QTimer
@@ -132,6 +137,8 @@ class ScreenshotTaker:
         self.status: int | None = None
         self.image_shown = False
         self.gl_drawn = not _gl_available(app)   # no OpenGL: do not wait for the 3D view
+        self.atlas_done = not window.atlas_dock.isVisible()
+        window.atlas_panel.refreshed.connect(self._on_atlas)
         window.image_pane.frameShown.connect(self._on_image)
         window.skeleton.drawn.connect(self._on_draw)
         self.deadline = time.monotonic() + timeout_s
@@ -143,18 +150,22 @@ class ScreenshotTaker:
     def _on_image(self, _tag: Any) -> None:
         self.image_shown = True
 
+    def _on_atlas(self, _request_id: int) -> None:
+        self.atlas_done = True
+
     def _on_draw(self, request_id: Any) -> None:
         if request_id is not None and self.window.skeleton.surface.isVisible():
             self.gl_drawn = True
 
     def _check(self) -> None:
-        if self.image_shown and self.gl_drawn:
+        if self.image_shown and self.gl_drawn and self.atlas_done:
             self.poll.stop()
             from PySide6.QtCore import QTimer
             QTimer.singleShot(150, self._save)   # let the last paints land
         elif time.monotonic() > self.deadline:
             self.poll.stop()
-            what = "decoded frame" if not self.image_shown else "rendered 3D view"
+            what = ("decoded frame" if not self.image_shown else "rendered 3D view"
+                    if not self.gl_drawn else "complete latent atlas")
             print(f"{PROG}: timed out waiting for the first {what}", file=sys.stderr)
             self.status = EXIT_FAILED
             self.window.close()
@@ -211,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return error.status
         from handlatent.app.main_window import MainWindow, freeze_startup_objects
         window = MainWindow(session)
+        window.atlas_dock.setVisible(args.atlas)
         window.show()
         if args.image:
             window.open_image(args.image)  # a bad image is reported in the status bar

@@ -1,4 +1,4 @@
-"""The main window: latent sliders, decoded image, 3D skeleton, walk and transfer docks.
+"""The main window: latent sliders, decoded image, 3D skeleton, walk, transfer and atlas docks.
 
 It wires views to one `handlatent.explorer.Session` through a `SessionBridge`; every user action
 is a session call, every view update comes from a session event.
@@ -14,16 +14,20 @@ from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import (QAction, QCloseEvent, QGuiApplication,
                            QPixmap)
 from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QSplitter,
-                               QWidget)
+                               QToolButton, QWidget)
 
 from handlatent.app import dialogs
 from handlatent.app.actions import install_actions
+from handlatent.app.atlas_panel import AtlasPanel
 from handlatent.app.bridge import SessionBridge
 from handlatent.app.image_pane import ImagePane
 from handlatent.app.latent_panel import LatentPanel
 from handlatent.app.skeleton_view import SkeletonView
 from handlatent.app.transfer_panel import ImageDropMixin, TransferPanel
+from handlatent.app.viewpoint_mode import ViewpointMode
 from handlatent.app.walk_panel import WalkPanel
+from handlatent.explorer.drag import FREE_PARTS
+from handlatent.skeleton import KEYPOINT_NAMES
 
 ORGANIZATION = "handlatent"
 APPLICATION = "handlatent-gui"
@@ -86,7 +90,13 @@ class MainWindow(ImageDropMixin, QMainWindow):
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tabifyDockWidget(self.walk_dock, self.transfer_dock)
         self.walk_dock.raise_()
-        self.docks = [self.latent_dock, self.walk_dock, self.transfer_dock]
+        # The atlas decodes (#active dims × columns) images per refresh: closed until asked for.
+        self.atlas_panel = AtlasPanel(session, self.bridge)
+        self.atlas_dock = self._dock("Latent atlas", "atlas-dock", self.atlas_panel,
+                                     Qt.DockWidgetArea.RightDockWidgetArea)
+        self.atlas_dock.hide()
+        self.docks = [self.latent_dock, self.atlas_dock, self.walk_dock, self.transfer_dock]
+        self.viewpoint_mode = ViewpointMode(session, self.bridge, self.skeleton, self)
 
         self.device_label = QLabel(f"Device: {session.device}")
         self.model_label = QLabel(f"Model: {session.name} · {session.image_size} px · "
@@ -99,12 +109,19 @@ class MainWindow(ImageDropMixin, QMainWindow):
         self.recent_menu = None
         self.toolbar = None
         self.actions_by_name: dict[str, QAction] = install_actions(self)
+        viewpoint_button = QToolButton()
+        viewpoint_button.setDefaultAction(self.actions_by_name["viewpoint_mode"])
+        self.skeleton.bar.insertWidget(self.skeleton.bar.count() - 1, viewpoint_button)
 
         self.bridge.decoded.connect(self.on_decoded)
         self.bridge.historyChanged.connect(self.sync_history)
         self.bridge.imagesChanged.connect(self.sync_images)
         self.bridge.error.connect(lambda m: self.show_message(f"Error: {m}"))
         self.skeleton.modeChanged.connect(self._sync_mode_action)
+        self.skeleton.jointGrabbed.connect(self.begin_joint_drag)
+        self.skeleton.jointDragged.connect(self.drag_joint)
+        self.skeleton.jointReleased.connect(session.end_drag)
+        self.viewpoint_mode.toggled.connect(self._sync_viewpoint_action)
         self.latent_panel.showInactiveChanged.connect(self._sync_inactive_action)
         for panel in (self.walk_panel, self.transfer_panel):
             panel.message.connect(self.show_message)
@@ -159,6 +176,12 @@ class MainWindow(ImageDropMixin, QMainWindow):
         a.setChecked(mode == "cpose")
         a.blockSignals(False)
 
+    def _sync_viewpoint_action(self, on: bool) -> None:
+        a = self.actions_by_name["viewpoint_mode"]
+        a.blockSignals(True)
+        a.setChecked(on)
+        a.blockSignals(False)
+
     def _sync_inactive_action(self, show: bool) -> None:
         a = self.actions_by_name["show_inactive"]
         a.blockSignals(True)
@@ -200,8 +223,22 @@ class MainWindow(ImageDropMixin, QMainWindow):
         finally:
             self.session.end_edit()
 
+    def begin_joint_drag(self, joint: int, mode: str) -> None:
+        self.session.begin_drag(joint, mode)
+        self.show_message(f"Dragging {KEYPOINT_NAMES[joint]}: {' and '.join(FREE_PARTS[mode])} "
+                          f"follow the mouse; release to finish (one undo step)")
+
+    def drag_joint(self, target: Any) -> None:
+        try:
+            self.session.drag_to(target)
+        except ValueError as error:   # a target off the numbers (a degenerate camera)
+            self.show_message(str(error))
+
     def set_canonical_view(self, on: bool) -> None:
         self.skeleton.set_mode("cpose" if on else "xyz")
+
+    def set_viewpoint_mode(self, on: bool) -> None:
+        self.viewpoint_mode.set_enabled(on)
 
     def open_image_dialog(self) -> None:
         path = dialogs.open_image_path(self, "Open image — estimate the pose")
@@ -346,6 +383,8 @@ class MainWindow(ImageDropMixin, QMainWindow):
     def shutdown(self) -> None:
         """Stop timers and exports and stop listening to the session (idempotent)."""
         self.walk_panel.timer.stop()
+        self.atlas_panel.timer.stop()
+        self.viewpoint_mode.set_enabled(False)
         job = self.walk_panel.job
         if job is not None and job.is_running():
             job.cancel()

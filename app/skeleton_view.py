@@ -17,14 +17,16 @@ import time
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QGuiApplication, QImage, QPainter
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QImage, QMouseEvent, QPainter
 from PySide6.QtWidgets import (QButtonGroup, QHBoxLayout, QLabel, QRadioButton, QToolButton,
                                QVBoxLayout, QWidget)
 from vispy import app as vispy_app
 from vispy import scene
 from vispy.visuals.transforms import STTransform
 
+from handlatent.explorer.drag import DRAG_MODES, DRAGGABLE_JOINTS
+from handlatent.explorer.viewpoint import CAMERA_TO_DISPLAY
 from handlatent.skeleton import BONE_COLORS, BONES, FINGER_COLORS, FINGER_OF_KEYPOINT
 
 BACKGROUND = "#1b1d22"
@@ -32,8 +34,7 @@ GRID_COLOR = (0.55, 0.58, 0.65, 0.35)
 ROOT_COLOR = (0.92, 0.92, 0.92)
 MODES = ("xyz", "cpose")
 MODE_LABELS = {"xyz": "3D pose", "cpose": "Canonical pose"}
-# Camera frame (x right, y down, z forward) -> display frame (x right, y forward, z up).
-CAMERA_TO_DISPLAY = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float32)
+HOME_ANGLES = (0.0, 15.0)   # (azimuth, elevation) of "Reset view": a little from above
 
 _vispy_ready = False
 
@@ -102,6 +103,14 @@ def to_display(points: np.ndarray) -> np.ndarray:
     return np.asarray(points, dtype=np.float32) @ CAMERA_TO_DISPLAY.T
 
 
+def from_display(points: np.ndarray) -> np.ndarray:
+    """Display-frame points (..., 3) -> the model's frame (inverse of `to_display`)."""
+    return np.asarray(points, dtype=np.float32) @ CAMERA_TO_DISPLAY
+
+
+PICK_RADIUS_PX = 12.0  # a left-press this close to a draggable joint grabs it
+JOINT_SIZE, GRABBED_SIZE = 11.0, 18.0  # marker sizes (px); the grabbed joint is drawn larger ...
+GRABBED_EDGE = (1.0, 1.0, 1.0, 1.0)    # ... with a white rim
 REFRAME_ABOVE = 2.0    # re-frame the camera when the hand grows beyond this factor ...
 REFRAME_BELOW = 0.3    # ... or shrinks below this one
 
@@ -146,6 +155,9 @@ class SkeletonView(QWidget):
     modeChanged = Signal(str)
     framePushed = Signal(object)   # request_id of the frame just pushed into the visuals
     drawn = Signal(object)         # the scene was drawn; request_id of the frame it showed
+    jointGrabbed = Signal(int, str)   # a joint drag began: joint index, mode ("xyz"/"cpose")
+    jointDragged = Signal(object)     # its target under the cursor: (3,) in the mode's frame
+    jointReleased = Signal()          # the joint drag ended
 
     def __init__(self, bridge: Any = None, parent: QWidget | None = None,
                  title: str = "3D skeleton") -> None:
@@ -154,6 +166,11 @@ class SkeletonView(QWidget):
         self.mode = "xyz"
         self.frame: Any = None
         self.positions = np.zeros((21, 3), np.float32)   # display-frame joints now drawn
+        self.grabbed: int | None = None  # the joint being dragged with the mouse
+        self._grab_depth = 0.0           # its screen depth when grabbed: the drag's plane
+        self.home_angles = HOME_ANGLES   # where the camera turns back to (look_home)
+        self._holding = False
+        self._held: Any = None           # the newest frame that arrived while holding
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -179,6 +196,7 @@ class SkeletonView(QWidget):
         self.reset_button.clicked.connect(self.reset_camera)
         bar.addWidget(self.reset_button)
         layout.addLayout(bar)
+        self.bar = bar   # other views' controls (the viewpoint-mode button) join this bar
 
         self.canvas = scene.SceneCanvas(keys=None, bgcolor=BACKGROUND, show=False,
                                         size=(480, 480))
@@ -212,6 +230,7 @@ class SkeletonView(QWidget):
             self.surface = self.canvas.native
             self.canvas.events.draw.connect(lambda _event: self._on_drawn())
         layout.addWidget(self.surface, 1)
+        self.surface.installEventFilter(self)   # joint drags, before the camera sees the mouse
         self.reset_camera()
         if bridge is not None:
             bridge.decoded.connect(self.on_decoded)
@@ -222,15 +241,28 @@ class SkeletonView(QWidget):
     # -- model -> visuals ------------------------------------------------------------------
 
     def on_decoded(self, frame: Any) -> None:
-        """Handler for a new decoded frame: push its joints into the visuals."""
+        """Handler for a new decoded frame: push its joints into the visuals (or keep it for
+        later while `hold` is on)."""
+        if self._holding:
+            self._held = frame
+            return
         self.frame = frame
         self._refresh()
+
+    def hold(self, on: bool) -> None:
+        """Keep drawing the current frame while `on` (a viewpoint-mode orbit: the camera shows
+        the pose being turned); turning it off draws the newest frame that arrived meanwhile."""
+        self._holding = bool(on)
+        if not on and self._held is not None:
+            frame, self._held = self._held, None
+            self.on_decoded(frame)
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode == self.mode:
             return
+        self.release_joint()
         self.mode = mode
         for button in self.mode_buttons.buttons():
             button.blockSignals(True)
@@ -250,16 +282,83 @@ class SkeletonView(QWidget):
         self._set_visuals(self.positions)
         self.joints.visible = True
         self.bones.visible = True
-        if not self._fitted or self._out_of_frame():
+        if not self._fitted or (self.grabbed is None and self._out_of_frame()):
             self.fit_view()
         self.framePushed.emit(getattr(self.frame, "request_id", None))
 
     def _set_visuals(self, positions: np.ndarray) -> None:
-        self.joints.set_data(positions, size=11.0, face_color=self._colors,
-                             edge_color=(0.05, 0.05, 0.05, 0.9), edge_width=1.0)
+        size = np.full(len(positions), JOINT_SIZE, np.float32)
+        edge = np.tile(np.float32([0.05, 0.05, 0.05, 0.9]), (len(positions), 1))
+        if self.grabbed is not None:
+            size[self.grabbed] = GRABBED_SIZE
+            edge[self.grabbed] = GRABBED_EDGE
+        self.joints.set_data(positions, size=size, face_color=self._colors, edge_color=edge,
+                             edge_width=1.5)
         self.bones.set_data(pos=positions[BONES.reshape(-1)])
         self.joints.update()
         self.bones.update()
+
+    # -- dragging a joint ----------------------------------------------------------------------
+
+    def screen_positions(self) -> np.ndarray:
+        """(21, 3): the drawn joints' pixel x, y in the 3D view (from its top left) and depth."""
+        mapped = self.view.scene.node_transform(self.canvas.scene).map(
+            self.positions.astype(np.float64))
+        return mapped[:, :3] / mapped[:, 3:4]
+
+    def unproject(self, x: float, y: float, depth: float) -> np.ndarray:
+        """The point (3,) in the model's frame drawn at pixel (x, y) and screen depth `depth`
+        (a joint's depth: the plane through that joint parallel to the screen)."""
+        point = self.view.scene.node_transform(self.canvas.scene).imap(
+            np.array([[x, y, depth, 1.0]]))[0]
+        return from_display(point[:3] / point[3])
+
+    def pick(self, x: float, y: float) -> int | None:
+        """The draggable joint (not the palm root) drawn nearest to pixel (x, y), if within
+        PICK_RADIUS_PX; None otherwise or when nothing is drawn."""
+        if self.frame is None or self.mode not in DRAG_MODES or not self.joints.visible:
+            return None
+        joints = np.asarray(DRAGGABLE_JOINTS)
+        screen = self.screen_positions()[joints]
+        distance = np.hypot(screen[:, 0] - x, screen[:, 1] - y)
+        best = int(np.argmin(distance))
+        return int(joints[best]) if distance[best] <= PICK_RADIUS_PX else None
+
+    def release_joint(self) -> None:
+        """End the joint drag, if any: drop the highlight and emit jointReleased."""
+        if self.grabbed is None:
+            return
+        self.grabbed = None
+        self._set_visuals(self.positions)
+        self.surface.unsetCursor()
+        self.jointReleased.emit()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        """A plain left-press on a draggable joint grabs it; until the release, the mouse moves
+        the joint (jointDragged: the point under the cursor on the joint's screen-parallel
+        plane) and never reaches the camera, which therefore does not orbit."""
+        if not isinstance(event, QMouseEvent):   # no zooming either while a joint is held
+            return self.grabbed is not None and event.type() == QEvent.Type.Wheel
+        left = event.button() == Qt.MouseButton.LeftButton
+        position = event.position()
+        if self.grabbed is None:
+            if event.type() != QEvent.Type.MouseButtonPress or not left \
+                    or event.modifiers() != Qt.KeyboardModifier.NoModifier:
+                return False
+            joint = self.pick(position.x(), position.y())
+            if joint is None:
+                return False
+            self.grabbed = joint
+            self._grab_depth = float(self.screen_positions()[joint, 2])
+            self._set_visuals(self.positions)
+            self.surface.setCursor(Qt.CursorShape.ClosedHandCursor)
+            self.jointGrabbed.emit(joint, self.mode)
+            return True
+        if event.type() == QEvent.Type.MouseMove:
+            self.jointDragged.emit(self.unproject(position.x(), position.y(), self._grab_depth))
+        elif event.type() == QEvent.Type.MouseButtonRelease and left:
+            self.release_joint()
+        return True
 
     # -- camera ------------------------------------------------------------------------------
 
@@ -284,8 +383,7 @@ class SkeletonView(QWidget):
         self._fit_radius = radius
         cam = self.view.camera
         cam.center = tuple(float(c) for c in center)
-        cam.azimuth = 0.0
-        cam.elevation = 15.0
+        self.look_home()
         cam.distance = None
         cam.scale_factor = 2.4 * radius
         self.grid.set_data(pos=ground_grid((float(center[0]), float(center[1])), 1.6 * radius,
@@ -297,11 +395,16 @@ class SkeletonView(QWidget):
     def reset_camera(self) -> None:
         """Look along the image camera's axis at the current joints."""
         if self.frame is None:
-            cam = self.view.camera
-            cam.azimuth, cam.elevation = 0.0, 15.0
+            self.look_home()
             self.canvas.update()
             return
         self.fit_view()
+
+    def look_home(self) -> None:
+        """Turn the camera to `home_angles` (roll 0), keeping its centre and zoom."""
+        cam = self.view.camera
+        cam.azimuth, cam.elevation = self.home_angles
+        cam.roll = 0.0
 
     def render(self) -> np.ndarray:
         """The 3D view's pixels (H, W, 4) uint8, rendered now (needs OpenGL)."""

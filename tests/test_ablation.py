@@ -27,32 +27,33 @@ def test_set(tmp_path_factory) -> Path:
 def test_grid_trains_evaluates_plots_and_reuses_runs(test_set, tmp_path, capsys):
     out = tmp_path / "grid"
     argv = ["--config", str(SMOKE), "--test", str(test_set), "--out", str(out),
-            "--betas", "0.5", "4", "--dims", "4", "--set", f"data.train={test_set}",
+            "--betas", "0.5", "4", "--dims", "8", "--set", f"data.train={test_set}",
             "--set", "data.val_count=2", "--set", "data.batch_size=3",
             "--json", str(tmp_path / "grid.json"), "--plot", str(tmp_path / "fig1.png")]
     assert ablation.main(argv) == 0
     points = json.loads((tmp_path / "grid.json").read_text())["points"]
-    assert [(p["beta"], p["d"]) for p in points] == [(0.5, 4), (4.0, 4)]
+    assert [(p["beta"], p["d"]) for p in points] == [(0.5, 8), (4.0, 8)]
     for p in points:
         assert p["image_mse"] > 0 and p["kl"] >= 0
-        assert set(p["kl_parts"]) == {"z_y1", "z_y2"}  # z_u = 0
+        assert set(p["kl_parts"]) == {"z_y1", "z_y2", "z_u"}
         ckpt = load_checkpoint(Path(p["run"]) / "last.pt")
-        assert ckpt["model_config"]["z_y1"] == ckpt["model_config"]["z_y2"] == 2
+        sizes = [ckpt["model_config"][k] for k in ("z_y1", "z_y2", "z_u")]
+        assert sizes == [2, 2, 4]
         assert ckpt["extra"]["config"]["loss"]["beta"] == p["beta"]
     with Image.open(tmp_path / "fig1.png") as im:
         assert im.format == "PNG" and im.size[0] > 500
 
-    stamp = (out / "beta0.5-d4" / "last.pt").stat().st_mtime_ns
+    stamp = (out / "beta0.5-d8" / "last.pt").stat().st_mtime_ns
     assert ablation.main(argv) == 0  # finished runs are evaluated again, not retrained
-    assert (out / "beta0.5-d4" / "last.pt").stat().st_mtime_ns == stamp
+    assert (out / "beta0.5-d8" / "last.pt").stat().st_mtime_ns == stamp
 
 
 def test_odd_d_and_bad_config_are_one_line_errors(test_set, tmp_path, capsys):
     base = ["--test", str(test_set), "--out", str(tmp_path / "g"), "--betas", "1"]
-    assert ablation.main(["--config", str(SMOKE), *base, "--dims", "5"]) == 2
-    assert "d must be an even number" in capsys.readouterr().err
+    assert ablation.main(["--config", str(SMOKE), *base, "--dims", "6"]) == 2
+    assert "d must be a multiple of 4" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [unclosed\n")
-    assert ablation.main(["--config", str(bad), *base, "--dims", "4"]) == 2
+    assert ablation.main(["--config", str(bad), *base, "--dims", "8"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.yaml" in err

@@ -64,3 +64,39 @@ def test_transfer_in_the_window_keeps_the_pose_images_pose(qtbot, session, tmp_p
         z_content = session.images["content"].z[pose]
         z_result = session.encode(result.image[None])[0][pose]
         assert np.linalg.norm(z_result - z_pose) < np.linalg.norm(z_result - z_content), k
+
+
+def test_viewpoint_mode_re_renders_from_the_angle_the_camera_looks_from(qtbot, session) -> None:
+    """Turning the 3D view's camera in viewpoint mode turns the decoded viewpoint by the camera's
+    rotation: the trained viewpoint encoder/decoder round trip keeps the error to a few degrees."""
+    from handlatent.app.main_window import MainWindow
+    from handlatent.explorer.viewpoint import orbit_viewpoint, view_rotation
+    from handlatent.rotations import geodesic_angle
+
+    window = MainWindow(session)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    try:
+        session.set_latent(session.sample_latent(3))
+        window.actions_by_name["viewpoint_mode"].trigger()
+        mode, cam = window.viewpoint_mode, window.skeleton.view.camera
+
+        def shown_now():   # the frame on screen is the decoding of the current latent
+            frame = window.last_frame
+            return frame is not None and np.array_equal(frame.z, session.latent)
+
+        for k, (azimuth, elevation) in enumerate([(30, 0), (0, 25), (-45, -20), (60, 40)]):
+            qtbot.waitUntil(shown_now, timeout=15000)
+            before = window.last_frame.viewpoint
+            cam.azimuth, cam.elevation = azimuth, elevation
+            qtbot.waitUntil(lambda: mode.applied == k + 1, timeout=5000)
+            qtbot.waitUntil(shown_now, timeout=15000)
+            after = window.last_frame.viewpoint
+            error = np.degrees(geodesic_angle(orbit_viewpoint(before, azimuth, elevation), after))
+            turned = np.degrees(geodesic_angle(before, after))
+            asked = np.degrees(geodesic_angle(np.eye(3), view_rotation(azimuth, elevation)))
+            assert error < 6.0, (azimuth, elevation, error)
+            assert turned == pytest.approx(asked, abs=6.0)
+    finally:
+        window.shutdown()

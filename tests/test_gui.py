@@ -380,3 +380,134 @@ def test_cli_screenshot_writes_png(checkpoint, tmp_path):
         assert im.format == "PNG" and im.size[0] >= 800 and im.size[1] >= 500
         pixels = np.asarray(im.convert("RGB"))
     assert pixels.std() > 5     # not a blank window
+
+
+def _grab(widget, rect) -> np.ndarray:
+    """The pixels (H, W, 3) that `widget` paints in `rect`."""
+    from PySide6.QtGui import QImage
+    image = widget.grab(rect).toImage().convertToFormat(QImage.Format.Format_RGB888)
+    rows = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), -1)
+    return rows[:, :3 * image.width()].reshape(image.height(), image.width(), 3).copy()
+
+
+def test_latent_atlas_shows_strips_sets_values_and_refreshes_when_still(qtbot, window, session):
+    panel, grid = window.atlas_panel, window.atlas_panel.grid
+    assert not window.atlas_dock.isVisible() and panel.refresh_count == 0   # closed: no decoding
+    window.actions_by_name["atlas"].trigger()                              # View ▸ Latent atlas
+    qtbot.waitUntil(lambda: panel.refresh_count == 1, timeout=60000)
+    assert list(grid.labels) == session.atlas_dims() and 5 not in grid.labels   # 5 is inactive
+    assert all(grid.is_fresh(d) for d in grid.labels)
+    np.testing.assert_allclose(grid.values, np.linspace(-2, 2, 7), atol=1e-6)
+    dim = session.atlas_dims()[0]
+    qtbot.wait(50)
+    cells = [_grab(grid, grid.cell_rect(dim, k)) for k in range(7)]
+    for a, b in ((0, 1), (1, 2), (4, 5), (5, 6)):      # column 3 (z = 0) carries the mark
+        assert not np.array_equal(cells[a], cells[b]), f"columns {a} and {b} look the same"
+    # each thumbnail is the decoding of the latent with that one value changed
+    z = session.latent
+    z[dim] = -2.0
+    shown = grid.images[dim][0].convertToFormat(grid.images[dim][0].Format.Format_RGB888)
+    size = shown.width()
+    pixels = np.frombuffer(shown.constBits(), np.uint8).reshape(size, -1)[:, :3 * size]
+    expected = session.decode_now(z).image.reshape(size, -1).astype(int)
+    assert np.abs(pixels.astype(int) - expected).max() <= 1
+
+    z0 = session.latent
+    qtbot.mouseClick(grid, Qt.MouseButton.LeftButton, pos=grid.cell_rect(dim, 0).center())
+    assert session.latent[dim] == pytest.approx(-2.0)
+    np.testing.assert_array_equal(np.delete(session.latent, dim), np.delete(z0, dim))
+    assert not grid.is_fresh(dim)                        # drawn dimmed until the refresh
+    qtbot.waitUntil(lambda: panel.refresh_count == 2, timeout=60000)
+    np.testing.assert_array_equal(grid.made_for[dim], session.latent)
+    window.undo()                                        # the click was one undo step
+    np.testing.assert_array_equal(session.latent, z0)
+    qtbot.waitUntil(lambda: panel.refresh_count == 3, timeout=60000)
+
+    # a slider drag asks for no atlas while it moves, and for one once it is still
+    asked = panel.request_id
+    slider = window.latent_panel.slider(dim)
+    slider._slider.setSliderDown(True)
+    for v in np.linspace(0.1, 1.5, 8):
+        slider.setValue(float(v))
+        qtbot.wait(40)
+    assert panel.request_id == asked
+    slider._slider.setSliderDown(False)
+    qtbot.waitUntil(lambda: panel.refresh_count == 4, timeout=60000)
+    assert panel.request_id != asked
+    assert grid.made_for[dim][dim] == pytest.approx(1.5)
+
+
+def test_viewpoint_mode_turns_the_hand_by_the_camera_rotation(qtbot, window, session):
+    from PySide6.QtCore import QPoint
+
+    from handlatent.explorer.viewpoint import CAMERA_TO_DISPLAY, orbit_viewpoint, view_rotation
+    view, mode = window.skeleton, window.viewpoint_mode
+    cam = view.view.camera
+    y2 = session.layout.slices["z_y2"]
+
+    def z_y2_for(viewpoint):
+        with torch.no_grad():
+            mu, _ = session.model.encode_viewpoint(torch.tensor(viewpoint[None],
+                                                                dtype=torch.float32))
+        return mu[0].numpy()
+
+    # vispy's camera node maps eye to scene coordinates as rows (p_scene = p_eye @ T): as a
+    # column operator T takes display points to the eye frame (x right, y up, z backward)
+    eye_to_camera = np.diag([1.0, -1.0, -1.0])
+    z0 = session.latent
+    for angles in [(30, 0, 0), (0, 20, 0), (0, 0, 25), (-50, 35, 10)]:
+        cam.azimuth, cam.elevation, cam.roll = angles
+        np.testing.assert_allclose(
+            eye_to_camera @ cam.transform.matrix[:3, :3] @ CAMERA_TO_DISPLAY,
+            view_rotation(*angles), atol=1e-6)
+    qtbot.wait(50)
+    np.testing.assert_array_equal(session.latent, z0)    # the mode is off: only the camera
+
+    window.actions_by_name["viewpoint_mode"].trigger()   # V
+    assert mode.enabled and mode.camera_angles() == (0.0, 0.0, 0.0) and view.mode == "xyz"
+    v0 = session.viewpoint()
+    cam.azimuth = 30.0                                   # turned by code: applied at once
+    qtbot.waitUntil(lambda: mode.applied == 1, timeout=5000)
+    assert mode.camera_angles() == (0.0, 0.0, 0.0)       # back at the reference
+    z1 = session.latent
+    np.testing.assert_allclose(z1[y2], z_y2_for(orbit_viewpoint(v0, 30, 0)), atol=1e-5)
+    np.testing.assert_array_equal(np.delete(z1, np.r_[y2]), np.delete(z0, np.r_[y2]))
+
+    # a mouse orbit: the view holds the turned pose, the whole drag is one undo step
+    _wait_for_latent(qtbot, window, y2.start, float(z1[y2.start]))
+    qtbot.waitUntil(lambda: np.array_equal(view.frame.z, z1), timeout=FRAME_TIMEOUT_MS)
+    held = view.positions.copy()
+    surface = view.surface
+    center = surface.rect().center()
+    qtbot.mousePress(surface, Qt.MouseButton.LeftButton, pos=center)
+    for dx, dy in ((10, 4), (25, 8), (40, 12)):
+        qtbot.mouseMove(surface, center + QPoint(dx, dy))
+        qtbot.wait(30)
+    qtbot.waitUntil(lambda: mode.applied >= 2, timeout=5000)
+    angles = mode.camera_angles()
+    assert angles[0] != 0 and angles[1] != 0
+    qtbot.waitUntil(lambda: window.last_frame is not None
+                    and np.array_equal(window.last_frame.z, session.latent), timeout=5000)
+    np.testing.assert_array_equal(view.positions, held)  # new frames wait for the release
+    qtbot.mouseRelease(surface, Qt.MouseButton.LeftButton, pos=center + QPoint(40, 12))
+    assert mode.camera_angles() == (0.0, 0.0, 0.0)
+    z2 = session.latent
+    np.testing.assert_allclose(z2[y2], z_y2_for(orbit_viewpoint(
+        session.decode_now(z1).viewpoint, *angles)), atol=1e-5)
+    assert np.array_equal(view.frame.z, z2)              # the released view shows the new pose
+    window.undo()
+    np.testing.assert_array_equal(session.latent, z1)
+    window.undo()
+    np.testing.assert_array_equal(session.latent, z0)
+
+    window.actions_by_name["viewpoint_mode"].trigger()   # leaving: the usual home angles
+    from handlatent.app.skeleton_view import HOME_ANGLES
+    assert not mode.enabled and mode.camera_angles() == (*HOME_ANGLES, 0.0)
+
+
+def test_atlas_benchmark_times_refreshes(qtbot):
+    from handlatent.app.bench import run_atlas_bench
+    torch.manual_seed(0)
+    result = run_atlas_bench(build_model(ModelConfig(image_size=64)), n=2)
+    assert result["atlas_refreshes"] == 2 and result["atlas_thumbnails"] == 64 * 7
+    assert 0 < result["atlas_on_screen_median_ms"] <= result["atlas_refresh_median_ms"]

@@ -26,10 +26,13 @@ def _run_section(name: str, args: argparse.Namespace) -> object:
     if name == "train":
         from handlatent.bench.train import bench_train
         return bench_train(steps=args.train_steps, device=args.device)
-    from handlatent.app.bench import run_gui_bench
+    from handlatent.app.bench import run_atlas_bench, run_drag_bench, run_gui_bench
     from handlatent.app.cli import bundled_model
-    return run_gui_bench(args.checkpoint or bundled_model(), n=200, rate_hz=60,
-                         device=args.device)
+    checkpoint = args.checkpoint or bundled_model()
+    rows = run_gui_bench(checkpoint, n=200, rate_hz=60, device=args.device)
+    rows.update(run_atlas_bench(checkpoint, device=args.device))
+    rows.update(run_drag_bench(checkpoint, device=args.device))
+    return rows
 
 
 def _table(name: str, rows: object) -> str:

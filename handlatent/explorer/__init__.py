@@ -3,7 +3,8 @@
 The GUI in app/ is a view of a `Session`; scripts and tests drive the same object directly.
 """
 
-from handlatent.explorer.decoder import Decoded, DecodeWorker
+from handlatent.explorer.atlas import AtlasRows
+from handlatent.explorer.decoder import Decoded, DecodeWorker, NewestWorker
 from handlatent.explorer.events import Events
 from handlatent.explorer.figures import draw_skeleton, fit_extent, frame_with_skeleton, panel_grid
 from handlatent.explorer.history import History
@@ -14,7 +15,8 @@ from handlatent.explorer.session import EVENTS, Session
 from handlatent.explorer.stats import INACTIVE_KL, estimate_kl_per_dim
 from handlatent.explorer.walk import ExportCancelled
 
-__all__ = ["EVENTS", "INACTIVE_KL", "MAX_PIXELS", "SLOTS", "DecodeWorker", "Decoded", "Events",
-           "ExportCancelled", "History", "ImageError", "LoadedImage", "PresetError", "Session",
+__all__ = ["EVENTS", "INACTIVE_KL", "MAX_PIXELS", "SLOTS", "AtlasRows", "DecodeWorker", "Decoded",
+           "Events", "ExportCancelled", "History", "ImageError", "LoadedImage", "NewestWorker",
+           "PresetError", "Session",
            "draw_skeleton", "estimate_kl_per_dim", "fit_extent", "frame_with_skeleton",
            "panel_grid", "prepare_image"]

@@ -1,8 +1,9 @@
-"""Decoding latents into frames, and the background worker that decodes the newest request.
+"""Decoding latents into frames, and the background worker that runs the newest request.
 
 The worker holds one pending slot: a new request replaces any request not yet started, so a
 slider drag that asks for hundreds of frames decodes only as many as the model can keep up with
-and always ends on the last one asked for.
+and always ends on the last one asked for. `NewestWorker` runs any job that way (the latent
+atlas uses it too); `DecodeWorker` is the one for single latents.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -40,7 +41,8 @@ def to_uint8_images(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _frozen(a: np.ndarray) -> np.ndarray:
+def read_only(a: np.ndarray) -> np.ndarray:
+    """`a` contiguous and read-only (a copy only if it was not contiguous): safe to share."""
     a = np.ascontiguousarray(a)
     a.setflags(write=False)
     return a
@@ -68,29 +70,36 @@ def decode_batch(model: DVAE, z: np.ndarray, request_ids: list[int] | None = Non
         if lock is not None:
             lock.release()
     elapsed = (time.perf_counter() - start) * 1000 / max(len(z), 1)
-    return [Decoded(z=_frozen(z[i].copy()), image=_frozen(images[i]), xyz=_frozen(xyz[i]),
-                    cpose=_frozen(cpose[i]), viewpoint=_frozen(viewpoint[i]),
+    return [Decoded(z=read_only(z[i].copy()), image=read_only(images[i]), xyz=read_only(xyz[i]),
+                    cpose=read_only(cpose[i]), viewpoint=read_only(viewpoint[i]),
                     elapsed_ms=elapsed, request_id=ids[i]) for i in range(len(z))]
 
 
-class DecodeWorker:
-    """One daemon thread decoding the newest submitted latent; results go to `on_decoded`.
+Request = TypeVar("Request")
+Result = TypeVar("Result")
 
-    `decode(z, request_id) -> Decoded` runs on the worker thread, and so do `on_decoded(frame)`
-    and `on_error(message)`. `submit` never blocks on the model.
+
+class NewestWorker(Generic[Request, Result]):
+    """One daemon thread running `job(request, request_id)` on the newest submitted request.
+
+    `job`, `on_result(result)` and `on_error(message)` run on the worker thread; a job that
+    returns None reports nothing (it gave up, e.g. because `superseded` turned True, or it
+    delivered its results itself). `submit` never blocks on the job. `what` names the job in
+    error messages ("decoding failed: ..."); `on_result` None: the job delivers its results.
     """
 
-    def __init__(self, decode: Callable[[np.ndarray, int], Decoded],
-                 on_decoded: Callable[[Decoded], None],
-                 on_error: Callable[[str], None], name: str = "handlatent-decoder") -> None:
-        self._decode = decode
-        self._on_decoded = on_decoded
+    def __init__(self, job: Callable[[Request, int], Result | None],
+                 on_result: Callable[[Result], None] | None, on_error: Callable[[str], None],
+                 name: str = "handlatent-worker", what: str = "decoding") -> None:
+        self._job = job
+        self._on_result = on_result
         self._on_error = on_error
+        self._what = what
         self._cond = threading.Condition()
-        self._pending: tuple[np.ndarray, int] | None = None
+        self._pending: tuple[Request, int] | None = None
         self._busy = False
         self._closed = False
-        self.decoded_count = 0  # frames decoded so far (for tests and statistics)
+        self.decoded_count = 0  # jobs run so far (for tests and statistics)
         self.replaced_count = 0  # requests dropped because a newer one replaced them
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -100,27 +109,35 @@ class DecodeWorker:
         """Whether `close` was called."""
         return self._closed
 
-    def submit(self, z: np.ndarray, request_id: int) -> None:
-        """Ask for `z` to be decoded, replacing any pending request (ignored after `close`)."""
+    @property
+    def superseded(self) -> bool:
+        """Whether a newer request waits (or the worker closed): a long job may stop early."""
+        return self._pending is not None or self._closed
+
+    def submit(self, request: Request, request_id: int) -> None:
+        """Ask for `request` to be run, replacing any pending request (ignored after `close`).
+
+        The request is kept as given: pass a copy of anything the caller may change later.
+        """
         with self._cond:
             if self._closed:
                 return
             if self._pending is not None:
                 self.replaced_count += 1
-            self._pending = (np.array(z, dtype=np.float32), request_id)
+            self._pending = (request, request_id)
             self._cond.notify_all()
 
     def wait_idle(self, timeout: float | None = 5.0) -> bool:
-        """Block until nothing is pending or running (the newest request's frame was emitted)."""
+        """Block until nothing is pending or running (the newest request's result was emitted)."""
         if threading.current_thread() is self._thread:
-            raise RuntimeError("wait_idle called from the decode worker itself (a 'decoded' "
-                               "callback); that would deadlock")
+            raise RuntimeError("wait_idle called from the worker itself (a result callback); "
+                               "that would deadlock")
         with self._cond:
             return self._cond.wait_for(lambda: self._pending is None and not self._busy,
                                        timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Drop any pending request, let a running decode finish, stop the thread."""
+        """Drop any pending request, let a running job finish, stop the thread."""
         with self._cond:
             self._closed = True
             self._pending = None
@@ -135,20 +152,21 @@ class DecodeWorker:
                 if self._closed:
                     self._cond.notify_all()
                     return
-                z, request_id = self._pending
+                request, request_id = self._pending
                 self._pending = None
                 self._busy = True
             try:
                 try:
-                    frame = self._decode(z, request_id)
+                    result = self._job(request, request_id)
                 except Exception as error:
-                    self._report(f"decoding failed: {type(error).__name__}: {error}")
+                    self._report(f"{self._what} failed: {type(error).__name__}: {error}")
                 else:
-                    try:
-                        self._on_decoded(frame)
-                    except Exception as error:
-                        self._report(f"a 'decoded' callback raised {type(error).__name__}: "
-                                     f"{error}")
+                    if result is not None and self._on_result is not None:
+                        try:
+                            self._on_result(result)
+                        except Exception as error:
+                            self._report(f"a {self._what} result callback raised "
+                                         f"{type(error).__name__}: {error}")
             finally:
                 with self._cond:
                     self._busy = False
@@ -162,3 +180,17 @@ class DecodeWorker:
             self._on_error(message)
         except Exception:
             log.exception("an 'error' callback raised")
+
+
+class DecodeWorker(NewestWorker[np.ndarray, Decoded]):
+    """The NewestWorker for single latents: `decode(z, request_id) -> Decoded`, results go to
+    `on_decoded`; `submit` copies z, so the caller may reuse its array."""
+
+    def __init__(self, decode: Callable[[np.ndarray, int], Decoded],
+                 on_decoded: Callable[[Decoded], None],
+                 on_error: Callable[[str], None], name: str = "handlatent-decoder") -> None:
+        super().__init__(decode, on_decoded, on_error, name=name)
+
+    def submit(self, z: np.ndarray, request_id: int) -> None:
+        """Ask for `z` to be decoded, replacing any pending request (ignored after `close`)."""
+        super().submit(np.array(z, dtype=np.float32), request_id)

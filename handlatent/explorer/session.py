@@ -3,7 +3,9 @@
 The GUI (app/) subscribes to `Session.events` and calls the methods below; scripts and tests use
 the same object without Qt. Call the methods from one thread (the GUI's); only `decode_now`,
 `encode`, `export_walk` and `export_latents` may also run on a background thread. Decoding for
-display runs on a worker thread that always decodes the newest request (see decoder.py).
+display runs on a worker thread that always decodes the newest request (see decoder.py); during
+a joint drag (`begin_drag` .. `end_drag`) a second such worker optimises the pose latents
+(drag.py) and sets the latent from its thread.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import torch
 from PIL import Image
 
 from handlatent.explorer import presets, stats
-from handlatent.explorer.decoder import Decoded, DecodeWorker, decode_batch
+from handlatent.explorer.atlas import ATLAS_COLUMNS, ATLAS_SPAN, atlas_values, decode_atlas
+from handlatent.explorer.decoder import Decoded, DecodeWorker, NewestWorker, decode_batch
+from handlatent.explorer.drag import Drag, DragUpdate, check_drag, check_target
 from handlatent.explorer.events import Events
 from handlatent.explorer.files import write_atomically
 from handlatent.explorer.figures import fit_extent, panel_grid
@@ -35,7 +39,7 @@ from handlatent.model import DVAE
 log = logging.getLogger("handlatent.explorer")
 
 EVENTS = ("latent_changed", "decoded", "history_changed", "images_changed", "walk_changed",
-          "locks_changed", "transfer_changed", "error")
+          "locks_changed", "transfer_changed", "atlas_changed", "dragged", "error")
 WALK_ENDPOINTS = ("A", "B")
 
 
@@ -58,8 +62,10 @@ class Session:
 
     Events (`session.events.on(name, callback)`): "latent_changed"(z), "decoded"(Decoded),
     "history_changed"(), "images_changed"(), "walk_changed"(), "locks_changed"(),
-    "transfer_changed"(), "error"(message). "decoded" and "error" come from the worker thread
-    when `asynchronous`; all others come synchronously from the calling thread.
+    "transfer_changed"(), "atlas_changed"(AtlasRows), "error"(message). "decoded",
+    "atlas_changed" and "error" come from worker threads when `asynchronous`; all others come
+    synchronously from the calling thread. "dragged"(DragUpdate) follows each joint-drag update;
+    during a drag it and that update's "latent_changed" come from the drag worker thread.
     """
 
     def __init__(self, model: DVAE, *, name: str = "model", device: str = "cpu",
@@ -91,6 +97,13 @@ class Session:
         self._walk_parts: frozenset[str] = frozenset(self.layout.names)
         self._worker = (DecodeWorker(self._decode_one, self._on_decoded, self._report_error)
                         if asynchronous else None)
+        self._atlas_worker: NewestWorker | None = (
+            NewestWorker(self._decode_atlas, None, self._report_error, name="handlatent-atlas",
+                         what="atlas decoding") if asynchronous else None)
+        self._drag: Drag | None = None
+        self._drag_worker: NewestWorker | None = (
+            NewestWorker(self._drag_job, self._on_dragged, self._report_error,
+                         name="handlatent-drag", what="drag") if asynchronous else None)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto",
@@ -116,9 +129,10 @@ class Session:
     # ------------------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Stop the decode worker (idempotent); later latent changes are not decoded."""
-        if self._worker is not None:
-            self._worker.close()
+        """Stop the decode workers (idempotent); later latent changes are not decoded."""
+        for worker in (self._worker, self._atlas_worker, self._drag_worker):
+            if worker is not None:
+                worker.close()
 
     def __enter__(self) -> Session:
         return self
@@ -260,6 +274,7 @@ class Session:
             self.end_edit()
 
     def _close_edit(self) -> None:
+        self.end_drag()   # undo/redo during a joint drag end it first
         if self._edit_depth:
             self._edit_depth = 1
             self.end_edit()
@@ -368,6 +383,95 @@ class Session:
         """Frames the worker has decoded (asynchronous sessions; for tests and statistics)."""
         return 0 if self._worker is None else self._worker.decoded_count
 
+    # ------------------------------------------------------------------------------ joint drag
+
+    @property
+    def dragging(self) -> tuple[int, str] | None:
+        """(joint, mode) of the joint drag in progress, or None."""
+        drag = self._drag
+        return None if drag is None else (drag.joint, drag.mode)
+
+    def begin_drag(self, joint: int, mode: str = "xyz") -> None:
+        """Grab `joint` (1..20, not the palm root) of the 3D pose ("xyz": z_y1 and z_y2 move) or
+        of the canonical pose ("cpose": z_y1 moves); z_u never does. Until `end_drag`,
+        `drag_to` moves it and all changes are one undo step. ValueError for a bad joint/mode."""
+        joint, mode = check_drag(joint, mode)
+        self.end_drag()
+        self.begin_edit()
+        self._drag = Drag(joint, mode, self._z.copy())
+
+    def drag_to(self, target: Any) -> None:
+        """Ask for the grabbed joint at `target` (3 numbers in the frame of `Decoded.xyz` or
+        `.cpose`, the drag's mode): a few optimisation steps from the current latent
+        (handlatent.explorer.drag), then the latent changes and is decoded as usual.
+
+        Asynchronous sessions optimise on a worker thread that serves only the newest target.
+        Without a drag in progress (never begun, or ended by undo) this does nothing.
+        ValueError unless `target` is 3 finite numbers.
+        """
+        point = check_target(target)
+        drag = self._drag
+        if drag is None:
+            return
+        if self._drag_worker is not None:
+            self._drag_worker.submit((drag, point), self._next_id())
+            return
+        try:
+            result = self._drag_job((drag, point), self._next_id())
+        except Exception as error:
+            self._report_error(f"drag failed: {type(error).__name__}: {error}")
+            return
+        if result is not None:
+            self._on_dragged(result)
+
+    def end_drag(self) -> None:
+        """Finish the joint drag (no-op without one) once its newest update is applied."""
+        if self._drag is None:
+            return
+        if self._drag_worker is not None:
+            self._drag_worker.wait_idle()
+        self._drag = None
+        self.end_edit()
+
+    def _drag_job(self, request: tuple[Drag, np.ndarray],
+                  request_id: int) -> tuple[Drag, DragUpdate] | None:
+        drag, target = request
+        if drag is not self._drag:
+            return None     # the drag ended while this request waited
+        with self._model_lock:
+            return drag, drag.update(self.model, self._z, target)
+
+    def _on_dragged(self, result: tuple[Drag, DragUpdate]) -> None:
+        drag, update = result
+        if drag is self._drag:
+            self._apply(update.z.copy(), record=False)
+            self.events.emit("dragged", update)
+
+    # ------------------------------------------------------------------------------ viewpoint
+
+    def viewpoint(self) -> np.ndarray:
+        """The rotation (3, 3) decoded from the current z_y2: the viewpoint its frames show."""
+        z = torch.from_numpy(self._z[None]).to(self.model.image_mean.device)
+        with self._model_lock, torch.inference_mode():
+            return self.model.decode_pose(z)["viewpoint"][0].float().cpu().numpy()
+
+    def set_viewpoint(self, rotation: Any) -> None:
+        """Set z_y2 to the mean of the viewpoint encoder's posterior q(z_y2 | rotation): the hand
+        is then decoded as seen under `rotation` (3x3, xyz = cpose @ rotation).
+
+        One undo step unless inside begin_edit/end_edit (the GUI's viewpoint mode makes a whole
+        orbit of its 3D view one). ValueError if `rotation` is not a rotation.
+        """
+        r = np.asarray(rotation, dtype=np.float32)
+        if r.shape != (3, 3) or not np.isfinite(r).all():
+            raise ValueError(f"viewpoint must be a finite 3x3 rotation, got shape {r.shape}")
+        if np.abs(r.T @ r - np.eye(3)).max() > 1e-3 or np.linalg.det(r) < 0:
+            raise ValueError("viewpoint must be a rotation (orthonormal, determinant +1)")
+        with self._model_lock, torch.inference_mode():
+            mu, _ = self.model.encode_viewpoint(
+                torch.from_numpy(r[None]).to(self.model.image_mean.device))
+        self.set_part("z_y2", mu[0].float().cpu().numpy())
+
     # ------------------------------------------------------------------------------ KL stats
 
     @property
@@ -400,6 +504,45 @@ class Session:
         """`part`'s dimensions with KL < `threshold`, by KL descending."""
         kl = self.kl_per_dim
         return [i for i in self.dim_order(part) if kl[i] < threshold]
+
+    # ------------------------------------------------------------------------------ atlas
+
+    def atlas_dims(self) -> list[int]:
+        """The latent atlas' rows: each part's `active_dims` (by KL), parts in layout order."""
+        return [i for part in self.layout.names for i in self.active_dims(part)]
+
+    def request_atlas(self, columns: int = ATLAS_COLUMNS, span: float = ATLAS_SPAN,
+                      first: Iterable[int] = ()) -> int:
+        """Decode the atlas around the current latent: row by row (`atlas_dims`, those in
+        `first`, e.g. the rows on screen, before the others) with `columns` values from -span
+        to +span σ. The rows arrive in parts as "atlas_changed"(AtlasRows) events; returns the
+        request id.
+
+        Asynchronous sessions decode on a worker thread where the newest request wins and a
+        request stops early once the latent changed (it is stale); others decode here.
+        """
+        values = atlas_values(columns, span)
+        dims = self.atlas_dims()
+        wanted = [d for d in dict.fromkeys(int(i) for i in first) if d in dims]
+        order = tuple(wanted + [d for d in dims if d not in wanted])
+        request_id = self._next_id()
+        if self._atlas_worker is not None:
+            self._atlas_worker.submit((self._z, order, values), request_id)
+        else:
+            self._decode_atlas((self._z, order, values), request_id)
+        return request_id
+
+    def _decode_atlas(self, request: tuple[np.ndarray, tuple[int, ...], np.ndarray],
+                      request_id: int) -> None:
+        z, dims, values = request
+        worker = self._atlas_worker
+
+        def cancelled() -> bool:
+            return worker is not None and (worker.superseded or not np.array_equal(self._z, z))
+
+        for part in decode_atlas(self.model, z, dims, values, request_id=request_id,
+                                 lock=self._model_lock, cancelled=cancelled):
+            self.events.emit("atlas_changed", part)
 
     # ------------------------------------------------------------------------------ images
 

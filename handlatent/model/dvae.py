@@ -100,8 +100,12 @@ class DVAE(nn.Module):
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Posteriors q(z_y1 | CPose), q(z_y2 | viewpoint): mu_y1, logvar_y1, mu_y2, logvar_y2."""
         mu_y1, logvar_y1 = self.cpose_encoder(cpose).chunk(2, dim=-1)
+        return (mu_y1, logvar_y1) + self.encode_viewpoint(viewpoint)
+
+    def encode_viewpoint(self, viewpoint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior q(z_y2 | viewpoint) of rotations (B, 3, 3): mean and log-variance."""
         mu_y2, logvar_y2 = self.viewpoint_encoder(viewpoint).chunk(2, dim=-1)
-        return mu_y1, logvar_y1, mu_y2, logvar_y2
+        return mu_y2, logvar_y2
 
     def decode_pose(self, z: torch.Tensor, is_right: Handedness = None
                     ) -> dict[str, torch.Tensor]:

@@ -1,0 +1,45 @@
+"""Work around a reference-count bug of PySide6 6.12 on Python < 3.12.
+
+In PySide6 6.12.0 every `SignalInstance.emit()` returns `True` without taking a reference to
+it, so each emit lowers the reference count of the `True` singleton by one. On Python 3.12+
+`True` is immortal (PEP 683) and nothing happens; on 3.11 the interpreter aborts with "Fatal
+Python error: bool_dealloc" once the count reaches zero. The explorer emits a few signals per
+frame: measured here, 1,000 slider changes used up 7,700 of the ~10,000 references `True` has
+after startup, so a minute of dragging killed the GUI.
+
+`guard_emit_refcount()` detects the leak with a probe signal and, only if it is there, gives
+`True` 2**40 extra references, which makes it as good as immortal, as 3.12 does. It never
+removes references, so it is harmless with a fixed PySide6.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+EXTRA_REFERENCES = 1 << 40
+PROBE_EMITS = 8
+
+
+def emit_leaks_true() -> bool:
+    """Whether emitting a PySide6 signal drops a reference to `True` (the bug above)."""
+    from PySide6.QtCore import QObject, Signal
+
+    class Probe(QObject):
+        ping = Signal()
+
+    probe = Probe()
+    before = sys.getrefcount(True)
+    for _ in range(PROBE_EMITS):
+        probe.ping.emit()
+    return sys.getrefcount(True) <= before - PROBE_EMITS
+
+
+def guard_emit_refcount() -> bool:
+    """Make `True` immortal on CPython < 3.12 when PySide6's emit leaks it; True if it did."""
+    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython" \
+            or not emit_leaks_true():
+        return False
+    # ob_refcnt is the first field of every CPython object (a Py_ssize_t).
+    ctypes.c_ssize_t.from_address(id(True)).value += EXTRA_REFERENCES
+    return True
