@@ -267,7 +267,7 @@ def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, 
             raise RuntimeError("the window showed no decoded frame within 30 s")
         freeze_startup_objects()
         _wait(app, lambda: False, 0.3)
-        start = view.screen_positions()[DRAG_JOINT, :2]
+        start, z_start = view.screen_positions()[DRAG_JOINT, :2], session.latent
         angles = np.linspace(0, 2 * np.pi, n + 1)[1:]
         path = start + DRAG_RADIUS_PX * np.stack([np.cos(angles) - 1, np.sin(angles)], 1)
 
@@ -297,12 +297,15 @@ def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, 
 
         step = [0]
 
+        def at(xy: np.ndarray) -> QPoint:
+            return QPoint(int(round(xy[0])), int(round(xy[1])))
+
         def move() -> None:
             if step[0] >= n:
                 feeder.stop()
                 return
             moving[0] = time.perf_counter()
-            QTest.mouseMove(view.surface, QPoint(*(int(round(c)) for c in path[step[0]])))
+            QTest.mouseMove(view.surface, at(path[step[0]]))
             step[0] += 1
 
         feeder = QTimer()
@@ -310,17 +313,18 @@ def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, 
         feeder.setInterval(max(1, round(1000.0 / rate_hz)))
         feeder.timeout.connect(move)
         QTest.mousePress(view.surface, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                         QPoint(*(int(round(c)) for c in start)))
+                         at(start))
         if session.dragging is None:
             raise RuntimeError("the press did not grab the joint")
         feeder.start()
         _wait(app, lambda: step[0] >= n, n / rate_hz + SETTLE_TIMEOUT_S)
         QTest.mouseRelease(view.surface, Qt.MouseButton.LeftButton,
-                           Qt.KeyboardModifier.NoModifier,
-                           QPoint(*(int(round(c)) for c in path[-1])))
+                           Qt.KeyboardModifier.NoModifier, at(path[-1]))
         final = session.latent.tobytes()
         _wait(app, lambda: any(frame_of.get(rid) == final for _, rid in shown), SETTLE_TIMEOUT_S)
-        session.undo()                            # leave a passed-in session as it was
+        session.events.off("dragged", on_update)
+        if not np.array_equal(session.latent, z_start):
+            session.undo()                        # the drag's one step: the session as it was
 
         applied = [(t - sent_at[u.target.tobytes()], u) for t, u in list(updates)
                    if u.target.tobytes() in sent_at]

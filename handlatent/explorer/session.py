@@ -402,7 +402,7 @@ class Session:
 
     def drag_to(self, target: Any) -> None:
         """Ask for the grabbed joint at `target` (3 numbers in the frame of `Decoded.xyz` or
-        `.cpose`, the drag's mode): a few optimisation steps from the current latent
+        `.cpose`, the drag's mode): one optimisation update from the current latent
         (handlatent.explorer.drag), then the latent changes and is decoded as usual.
 
         Asynchronous sessions optimise on a worker thread that serves only the newest target.
