@@ -48,6 +48,25 @@ def test_grid_trains_evaluates_plots_and_reuses_runs(test_set, tmp_path, capsys)
     assert (out / "beta0.5-d8" / "last.pt").stat().st_mtime_ns == stamp
 
 
+def test_a_signal_stops_the_whole_grid(test_set, tmp_path, monkeypatch, capsys):
+    """SIGTERM to a grid run stops that run (last.pt saved) and the grid with it, exit 130."""
+    from handlatent.training import train as train_module
+
+    real_train = train_module.train
+
+    def interrupted(cfg, out, **kw):
+        return real_train(cfg, out, stop_after=1, **kw) | {"stopped_by": "SIGTERM"}
+
+    monkeypatch.setattr(train_module, "train", interrupted)
+    argv = ["--config", str(SMOKE), "--test", str(test_set), "--out", str(tmp_path / "g"),
+            "--betas", "1", "2", "--dims", "8", "--set", f"data.train={test_set}",
+            "--set", "data.val_count=2", "--set", "data.batch_size=3"]
+    assert ablation.main(argv) == 130
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+    assert (tmp_path / "g" / "beta1-d8" / "last.pt").is_file()
+    assert not (tmp_path / "g" / "beta2-d8").exists()
+
+
 def test_odd_d_and_bad_config_are_one_line_errors(test_set, tmp_path, capsys):
     base = ["--test", str(test_set), "--out", str(tmp_path / "g"), "--betas", "1"]
     assert ablation.main(["--config", str(SMOKE), *base, "--dims", "6"]) == 2

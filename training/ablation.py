@@ -29,6 +29,10 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 PROG = "python -m handlatent.training.ablation"
 
 
+class Interrupted(Exception):
+    """A grid run was stopped by a signal (Ctrl-C, SIGTERM): the grid stops with it."""
+
+
 def run_name(beta: float, d: int) -> str:
     """The run directory of one grid point, e.g. beta0.1-d8."""
     return f"beta{beta:g}-d{d}"
@@ -51,10 +55,14 @@ def train_point(config: Path, out: Path, beta: float, d: int, sets: list[str]) -
     cfg = load_config(config, [*sets, *grid_overrides(beta, d)])
     run = out / run_name(beta, d)
     last = run / "last.pt"
+    summary = None
     if not last.exists():
-        train(cfg, run)
+        summary = train(cfg, run)
     elif load_checkpoint(last)["extra"]["step"] < cfg.run.steps:
-        train(cfg, run, resume=True)
+        summary = train(cfg, run, resume=True)
+    if summary is not None and summary["stopped_by"] is not None:
+        raise Interrupted(f"{run}: stopped by {summary['stopped_by']} at step "
+                          f"{summary['step']}; run the same command again to go on")
     return run
 
 
@@ -126,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"β = {beta:g}, d = {d}: image MSE {point['image_mse']:.4f}, "
                       f"KL {point['kl']:.1f} nats, EPE {point['epe_mean_mm']:.1f} mm", flush=True)
                 points.append(point)
+    except Interrupted as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 130
     except (ConfigError, CheckpointError, EvaluationError, ValueError, OSError) as err:
         print(f"{PROG}: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
