@@ -201,6 +201,11 @@ def test_known_answer_units_handedness_visibility(synth_data):
     assert r["epe_median_mm"] == pytest.approx(30.0, abs=1e-3)
     assert r["viewpoint_error_deg"] == pytest.approx(0.0, abs=1e-3)
     assert r["image_mse"] == 0.0
+    hands = r["by_hand"]
+    assert (hands["left"]["count"], hands["right"]["count"]) == ((~right).sum(), right.sum())
+    for row in hands.values():
+        assert row["epe_mean_mm"] == pytest.approx(30.0, abs=1e-3)
+        assert row["viewpoint_error_deg"] == pytest.approx(0.0, abs=1e-3)
 
 
 def test_known_answer_through_the_cli(synth_data, tmp_path, monkeypatch, capsys):

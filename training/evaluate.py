@@ -31,6 +31,7 @@ from handlatent.metrics import (
     to_metric,
     viewpoint_error_deg,
 )
+from handlatent.rotations import geodesic_angle
 
 # The dataset keys the evaluator reads; absent optional keys get the defaults of `collate_items`.
 _KEYS = ("image", "xyz", "scale", "visible", "is_right", "labelled", "cpose", "viewpoint")
@@ -140,6 +141,7 @@ class Collected:
     gt_cpose: np.ndarray  # (M, 21, 3)
     gt_viewpoint: np.ndarray  # (M, 3, 3)
     visible: np.ndarray  # (M, 21) bool
+    is_right: np.ndarray  # (M,) bool: right hands (rendered/photographed mirror images)
     mu_y1_labels: np.ndarray  # (M, d_y1) label posterior means q(z_y1 | CPose)
     mu_y2_labels: np.ndarray  # (M, d_y2) q(z_y2 | viewpoint)
     grid: dict[str, np.ndarray]  # "input", "reconstruction", "from_labels": uint8 (K, S, S, 3)
@@ -157,7 +159,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
     device = torch.device(device)
     layout = model.layout
     mus, logvars, idx_l = [], [], []
-    pred_xyz, pred_R, gt_rel, gt_s, gt_c, gt_R, vis, m1, m2 = ([] for _ in range(9))
+    pred_xyz, pred_R, gt_rel, gt_s, gt_c, gt_R, vis, m1, m2, right = ([] for _ in range(10))
     sq_error, values = 0.0, 0
     grid: dict[str, list[np.ndarray]] = {"input": [], "reconstruction": [], "from_labels": []}
     bar = tqdm(total=count, desc="evaluating", unit="img", disable=not progress or None,
@@ -192,6 +194,8 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
                 gt_c.append(cpose.double())
                 gt_R.append(viewpoint.double())
                 vis.append(batch["visible"][rows])
+                right.append(batch["is_right"][rows].bool() if batch["is_right"] is not None
+                             else torch.zeros(len(rows), dtype=torch.bool))
                 m1.append(mu_y1.float().cpu())
                 m2.append(mu_y2.float().cpu())
                 keep = max(0, RECON_GRID_ROWS - len(grid["input"]))
@@ -217,6 +221,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
         pred_xyz=cat(pred_xyz, (21, 3)), pred_viewpoint=cat(pred_R, (3, 3)),
         gt_xyz_rel=cat(gt_rel, (21, 3)), gt_scale=cat(gt_s, ()), gt_cpose=cat(gt_c, (21, 3)),
         gt_viewpoint=cat(gt_R, (3, 3)), visible=cat(vis, (21,), bool),
+        is_right=cat(right, (), bool),
         mu_y1_labels=cat(m1, (layout.z_y1,)), mu_y2_labels=cat(m2, (layout.z_y2,)),
         grid={k: np.stack(v) if v else np.zeros((0, s, s, 3), np.uint8) for k, v in grid.items()},
     )
@@ -234,7 +239,18 @@ def pose_metrics(c: Collected) -> dict[str, Any]:
     if not c.visible.any():
         return {"pose_count": len(c.gt_scale), "note": "no visible keypoint: no pose metrics"}
     out = evaluate_pose(pred_m, c.gt_xyz_rel, c.visible)
+    angles = np.degrees(geodesic_angle(c.pred_viewpoint, c.gt_viewpoint))
     out["viewpoint_error_deg"] = viewpoint_error_deg(c.pred_viewpoint, c.gt_viewpoint)
+    out["viewpoint_error_median_deg"] = float(np.median(angles))
+    # Per hand: a right hand is a mirrored left hand, and seen from the back it can look like a
+    # left hand seen from the front, so the two kinds of image are told apart here.
+    out["by_hand"] = {
+        hand: {"count": int(mask.sum()),
+               "epe_mean_mm": evaluate_pose(pred_m[mask], c.gt_xyz_rel[mask],
+                                            c.visible[mask])["epe_mean_mm"],
+               "viewpoint_error_deg": float(angles[mask].mean())}
+        for hand, mask in (("left", ~c.is_right), ("right", c.is_right))
+        if mask.any() and c.visible[mask].any()}
     out["pose_count"] = int(len(c.gt_scale))
     out["visible_fraction"] = float(c.visible.mean())
     return out
@@ -390,7 +406,9 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
     pose = pose_metrics(c)
     results: dict[str, Any] = {"count": count, "labelled_count": int(len(c.gt_scale))}
     results.update({k: pose.get(k) for k in ("auc_20_50", "auc_0_50", "epe_mean_mm", "epe_median_mm",
-                                             "pck", "viewpoint_error_deg", "visible_fraction")})
+                                             "pck", "viewpoint_error_deg",
+                                             "viewpoint_error_median_deg", "by_hand",
+                                             "visible_fraction")})
     if "note" in pose:
         results["pose_note"] = pose["note"]
     results["image_mse"] = c.image_sq_error / c.image_values
@@ -441,7 +459,11 @@ def format_results(results: Mapping[str, Any]) -> str:
     lines.append(f"  {'AUC 0-50 mm':<26}{_fmt(results.get('auc_0_50'), '.4f')}")
     lines.append(f"  {'EPE mean / median (mm)':<26}{_fmt(results.get('epe_mean_mm'), '.2f')} / "
                  f"{_fmt(results.get('epe_median_mm'), '.2f')}")
-    lines.append(f"  {'viewpoint error (deg)':<26}{_fmt(results.get('viewpoint_error_deg'), '.2f')}")
+    lines.append(f"  {'viewpoint error (deg)':<26}{_fmt(results.get('viewpoint_error_deg'), '.2f')}"
+                 f" mean, {_fmt(results.get('viewpoint_error_median_deg'), '.2f')} median")
+    for hand, row in (results.get("by_hand") or {}).items():
+        lines.append(f"  {hand + ' hands':<26}{row['count']}: EPE {row['epe_mean_mm']:.2f} mm, "
+                     f"viewpoint {row['viewpoint_error_deg']:.2f} deg")
     pck = results.get("pck")
     if pck:
         pts = [(t, v) for t, v in zip(pck["thresholds_mm"], pck["values"])][::3]
