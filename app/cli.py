@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 PROG = "handlatent-gui"
-BUNDLED_MODEL = Path("assets") / "models" / "synth-hands-128.pt"
 EXIT_USAGE = 2          # bad checkpoint, no display, bad arguments
 EXIT_FAILED = 1         # the window could not produce a screenshot
 SCREENSHOT_TIMEOUT_S = 60.0
@@ -35,26 +34,12 @@ class CliError(Exception):
         self.status = status
 
 
-def bundled_model() -> Path:
-    """Where the bundled model lives: assets/ beside the package folders (the repository root)."""
-    here = Path(__file__).resolve().parent          # app/ (installed as handlatent.app)
-    candidates = [here.parent / BUNDLED_MODEL]
-    try:
-        import handlatent
-        candidates.append(Path(handlatent.__file__).resolve().parent.parent / BUNDLED_MODEL)
-    except ImportError:  # pragma: no cover - the package is always importable when installed
-        pass
-    for path in candidates:
-        if path.is_file():
-            return path
-    return candidates[0]
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Latent-space explorer for the disentangled hand VAE (dVAE).")
     parser.add_argument("--checkpoint", metavar="MODEL.pt",
-                        help=f"model checkpoint (default: the bundled {BUNDLED_MODEL})")
+                        help="model checkpoint (default: the bundled "
+                             "assets/models/synth-hands-128.pt)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the model runs (default: auto = CUDA if available)")
     parser.add_argument("--screenshot", metavar="OUT.png",
@@ -83,16 +68,13 @@ def _has_display() -> bool:
 
 def load_session(checkpoint: str | None, device: str) -> Any:
     """A Session on the checkpoint (or the bundled model); CliError with one line if impossible."""
-    from handlatent.checkpoint import CheckpointError
+    from handlatent.checkpoint import CheckpointError, resolve_checkpoint
     from handlatent.explorer import Session
 
-    if checkpoint is None:
-        path = bundled_model()
-        if not path.is_file():
-            raise CliError(f"no --checkpoint given and the bundled model {BUNDLED_MODEL} is not "
-                           f"there yet (train it or pass --checkpoint MODEL.pt)")
-    else:
-        path = Path(checkpoint)
+    try:
+        path = resolve_checkpoint(checkpoint)
+    except CheckpointError as error:
+        raise CliError(str(error)) from None
     if device == "cuda":
         import torch
         if not torch.cuda.is_available():

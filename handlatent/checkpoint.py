@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from handlatent.model import DVAE, LatentLayout, ModelConfig, build_model
 
+BUNDLED_MODEL = Path("assets") / "models" / "synth-hands-128.pt"
 FORMAT = "handlatent-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "model_config", "layout", "state_dict", "extra")
@@ -136,3 +138,22 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval()
+
+
+def bundled_model() -> Path:
+    """Where the bundled model lives: assets/ beside the package folders (the repository root)."""
+    return Path(__file__).resolve().parent.parent / BUNDLED_MODEL
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
+    """The checkpoint a command opens: the one given, else the bundled model.
+
+    Raises CheckpointError (one line) when none is given and the bundled model is not there.
+    """
+    if checkpoint is not None:
+        return Path(checkpoint)
+    path = bundled_model()
+    if not path.is_file():
+        raise CheckpointError(f"no --checkpoint given and the bundled model {BUNDLED_MODEL} is "
+                              f"not there (train it or pass --checkpoint MODEL.pt)")
+    return path

@@ -209,15 +209,11 @@ def open_model(checkpoint: str | None, device: str) -> tuple[Any, Path]:
     """The model in eval mode and its path: --checkpoint, or the GUI's bundled model."""
     import torch
 
-    from handlatent.checkpoint import CheckpointError, load_model
-    if checkpoint is None:
-        from handlatent.app.cli import BUNDLED_MODEL, bundled_model
-        path = bundled_model()
-        if not path.is_file():
-            raise UsageError(f"no --checkpoint given and the bundled model {BUNDLED_MODEL} is "
-                             f"not there (pass --checkpoint MODEL.pt)")
-    else:
-        path = Path(checkpoint)
+    from handlatent.checkpoint import CheckpointError, load_model, resolve_checkpoint
+    try:
+        path = resolve_checkpoint(checkpoint)
+    except CheckpointError as error:
+        raise UsageError(str(error)) from None
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available (use --device cpu)")
     try:

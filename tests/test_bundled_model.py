@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 from PIL import Image  # noqa: E402
 
-from handlatent.app.cli import bundled_model  # noqa: E402
+from handlatent.checkpoint import bundled_model  # noqa: E402
 from handlatent.checkpoint import load_checkpoint  # noqa: E402
 from handlatent.explorer import Session  # noqa: E402
 from handlatent.synth.scene import render_scene, sample_scene  # noqa: E402

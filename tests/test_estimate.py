@@ -197,7 +197,7 @@ def test_a_bad_checkpoint_is_one_line_and_exit_2(kind, hands, tmp_path, capsys, 
         path.write_bytes(b"PK\x03\x04" + os.urandom(300))
     args = ["--checkpoint", str(path)]
     if kind == "default-missing":  # no --checkpoint: the GUI's bundled-model lookup
-        monkeypatch.setattr("handlatent.app.cli.bundled_model", lambda: path)
+        monkeypatch.setattr("handlatent.checkpoint.bundled_model", lambda: path)
         args = []
     out = tmp_path / "poses.json"
     assert main([str(hands[0]), "--out", str(out), "--device", "cpu", *args]) == 2

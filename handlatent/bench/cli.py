@@ -27,7 +27,7 @@ def _run_section(name: str, args: argparse.Namespace) -> object:
         from handlatent.bench.train import bench_train
         return bench_train(steps=args.train_steps, device=args.device)
     from handlatent.app.bench import run_atlas_bench, run_drag_bench, run_gui_bench
-    from handlatent.app.cli import bundled_model
+    from handlatent.checkpoint import bundled_model
     checkpoint = args.checkpoint or bundled_model()
     rows = run_gui_bench(checkpoint, n=200, rate_hz=60, device=args.device)
     rows.update(run_atlas_bench(checkpoint, device=args.device))
