@@ -26,8 +26,9 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -68,6 +69,36 @@ def _wait(app: Any, predicate: Any, timeout_s: float) -> bool:
     return True
 
 
+@contextmanager
+def _bench_window(checkpoint_or_model: Any, device: str, window_size: tuple[int, int], what: str,
+                  ready: Callable[[Any, Any], Callable[[], bool]], timeout_s: float = 30.0,
+                  failure: str = "the window showed no decoded frame"
+                  ) -> Iterator[tuple[Any, Any, Any]]:
+    """(app, session, window): a shown main window once `ready(app, window)`'s predicate holds."""
+    from handlatent.app.cli import _has_display
+    from handlatent.app.main_window import MainWindow, freeze_startup_objects
+    if not _has_display():
+        raise RuntimeError(f"{what} needs a display: run it under xvfb-run -a")
+    app = _application()
+    session, owned = _session_for(checkpoint_or_model, device)
+    window = MainWindow(session)
+    try:
+        window.resize(*window_size)
+        window.show()
+        if not _wait(app, ready(app, window), timeout_s):
+            raise RuntimeError(f"{failure} within {timeout_s:g} s")
+        freeze_startup_objects()                 # as handlatent-gui does after startup
+        _wait(app, lambda: False, 0.3)           # let startup paints settle
+        yield app, session, window
+    finally:
+        window.shutdown()
+        window.close()
+        window.deleteLater()
+        app.processEvents()
+        if owned:
+            session.close()
+
+
 def _first_show_latencies_ms(events: list, z_of_request: dict, sent_at: dict) -> list[float]:
     """Milliseconds from each slider value being sent to the first frame (event) showing it."""
     latencies, seen = [], set()
@@ -89,29 +120,19 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
     """
     from PySide6.QtCore import Qt, QTimer
 
-    from handlatent.app.main_window import MainWindow, freeze_startup_objects
-
-    from handlatent.app.cli import _has_display
-    if not _has_display():
-        raise RuntimeError("the GUI benchmark needs a display: run it under xvfb-run -a")
     if n < 2:
         raise ValueError(f"n must be >= 2, got {n}")
     if not rate_hz > 0:
         raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
-    app = _application()
-    session, owned = _session_for(checkpoint_or_model, device)
-    window = MainWindow(session)
-    try:
-        window.resize(*window_size)
-        window.show()
-        gl = app.platformName() not in ("offscreen", "minimal")
-        drawn: list[tuple[float, Any]] = []      # (time, request id shown) per 3D draw
-        window.skeleton.drawn.connect(lambda rid: drawn.append((time.perf_counter(), rid)))
-        if not _wait(app, lambda: window.frames_shown > 0 and (not gl or drawn), 30.0):
-            raise RuntimeError("the window showed no decoded frame within 30 s")
-        freeze_startup_objects()                 # as handlatent-gui does after startup
-        _wait(app, lambda: False, 0.3)           # let startup paints settle
+    drawn: list[tuple[float, Any]] = []          # (time, request id shown) per 3D draw
 
+    def first_frame(app: Any, window: Any) -> Callable[[], bool]:
+        gl = app.platformName() not in ("offscreen", "minimal")
+        window.skeleton.drawn.connect(lambda rid: drawn.append((time.perf_counter(), rid)))
+        return lambda: window.frames_shown > 0 and (not gl or bool(drawn))
+
+    with _bench_window(checkpoint_or_model, device, window_size, "the GUI benchmark",
+                       first_frame) as (app, session, window):
         # The most informative pose dimension, as the user would pick it.
         index = int(session.active_dims("z_y1")[0]) if session.active_dims("z_y1") else 0
         slider = window.latent_panel.slider(index)
@@ -214,13 +235,6 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
             and result["latency_p95_ms"] <= TARGETS["latency_p95_ms"]
             and result["max_stall_ms"] <= TARGETS["max_stall_ms"] and settled)
         return result
-    finally:
-        window.shutdown()
-        window.close()
-        window.deleteLater()
-        app.processEvents()
-        if owned:
-            session.close()
 
 
 DRAG_TARGET_MS = 30.0    # p95 time per drag update, mouse move -> latent updated (128 px, CPU)
@@ -250,23 +264,15 @@ def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, 
     from PySide6.QtCore import QPoint, Qt, QTimer
     from PySide6.QtTest import QTest
 
-    from handlatent.app.cli import _has_display
-    from handlatent.app.main_window import MainWindow, freeze_startup_objects
-    if not _has_display():
-        raise RuntimeError("the drag benchmark needs a display: run it under xvfb-run -a")
     if n < 2 or not rate_hz > 0:
         raise ValueError(f"need n >= 2 and rate_hz > 0, got n={n}, rate_hz={rate_hz}")
-    app = _application()
-    session, owned = _session_for(checkpoint_or_model, device)
-    window = MainWindow(session)
-    try:
-        window.resize(*window_size)
-        window.show()
+
+    def first_frame(app: Any, window: Any) -> Callable[[], bool]:
+        return lambda: window.frames_shown > 0 and window.skeleton.frame is not None
+
+    with _bench_window(checkpoint_or_model, device, window_size, "the drag benchmark",
+                       first_frame) as (app, session, window):
         view = window.skeleton
-        if not _wait(app, lambda: window.frames_shown > 0 and view.frame is not None, 30.0):
-            raise RuntimeError("the window showed no decoded frame within 30 s")
-        freeze_startup_objects()
-        _wait(app, lambda: False, 0.3)
         start, z_start = view.screen_positions()[DRAG_JOINT, :2], session.latent
         angles = np.linspace(0, 2 * np.pi, n + 1)[1:]
         path = start + DRAG_RADIUS_PX * np.stack([np.cos(angles) - 1, np.sin(angles)], 1)
@@ -347,13 +353,6 @@ def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, 
         }
         result["drag_meets_target"] = bool(update[1] <= DRAG_TARGET_MS)
         return result
-    finally:
-        window.shutdown()
-        window.close()
-        window.deleteLater()
-        app.processEvents()
-        if owned:
-            session.close()
 
 
 ATLAS_REFRESHES = 20
@@ -371,24 +370,17 @@ def run_atlas_bench(checkpoint_or_model: Any, n: int = ATLAS_REFRESHES, *, devic
       decoded first.
     """
     from handlatent.app.atlas_panel import SETTLE_MS
-    from handlatent.app.cli import _has_display
-    from handlatent.app.main_window import MainWindow, freeze_startup_objects
-    if not _has_display():
-        raise RuntimeError("the atlas benchmark needs a display: run it under xvfb-run -a")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    app = _application()
-    session, owned = _session_for(checkpoint_or_model, device)
-    window = MainWindow(session)
-    try:
-        window.resize(*window_size)
-        window.show()
-        panel = window.atlas_panel
+
+    def atlas_decoded(app: Any, window: Any) -> Callable[[], bool]:
         window.atlas_dock.show()
-        if not _wait(app, lambda: panel.refresh_count > 0, 120.0):
-            raise RuntimeError("the latent atlas was not decoded within 120 s")
-        freeze_startup_objects()
-        _wait(app, lambda: False, 0.3)
+        return lambda: window.atlas_panel.refresh_count > 0
+
+    with _bench_window(checkpoint_or_model, device, window_size, "the atlas benchmark",
+                       atlas_decoded, timeout_s=120.0,
+                       failure="the latent atlas was not decoded") as (app, session, window):
+        panel = window.atlas_panel
         asked: dict[int, float] = {}      # request id -> time the panel asked for it
         waiting: dict[int, set[int]] = {}  # request id -> rows on screen not yet arrived
         on_screen: dict[int, float] = {}  # request id -> time the rows on screen arrived
@@ -424,13 +416,6 @@ def run_atlas_bench(checkpoint_or_model: Any, n: int = ATLAS_REFRESHES, *, devic
                 "atlas_refresh_median_ms": refresh[0], "atlas_refresh_p95_ms": refresh[1],
                 "atlas_rows_on_screen": len(panel.on_screen),
                 "atlas_on_screen_median_ms": visible[0], "atlas_on_screen_p95_ms": visible[1]}
-    finally:
-        window.shutdown()
-        window.close()
-        window.deleteLater()
-        app.processEvents()
-        if owned:
-            session.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

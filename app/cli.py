@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from handlatent.cli_errors import one_line, report_unexpected
+
 PROG = "handlatent-gui"
 EXIT_USAGE = 2          # bad checkpoint, no display, bad arguments
 EXIT_FAILED = 1         # the window could not produce a screenshot
@@ -54,10 +56,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _one_line(text: Any) -> str:
-    return " ".join(str(text).split())
-
-
 def _has_display() -> bool:
     """Whether Qt can open windows: a platform plugin was chosen, or an X/Wayland display set."""
     if sys.platform in ("win32", "darwin"):
@@ -82,9 +80,9 @@ def load_session(checkpoint: str | None, device: str) -> Any:
     try:
         return Session.from_checkpoint(path, device=device)
     except CheckpointError as error:
-        raise CliError(_one_line(error)) from None
+        raise CliError(one_line(error)) from None
     except (ValueError, RuntimeError, OSError, KeyError, TypeError) as error:
-        raise CliError(f"{path}: cannot load the model ({_one_line(error)})") from None
+        raise CliError(f"{path}: cannot load the model ({one_line(error)})") from None
 
 
 def _application(argv0: str) -> Any:
@@ -223,11 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
-        if os.environ.get("HANDLATENT_DEBUG"):
-            raise
-        print(f"{PROG}: unexpected error: {type(error).__name__}: {_one_line(error)} "
-              f"(set HANDLATENT_DEBUG=1 for a traceback)", file=sys.stderr)
-        return EXIT_FAILED
+        return report_unexpected(PROG, error)
     finally:
         if session is not None:
             session.close()

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from handlatent.cli_errors import one_line, report_unexpected
+
 PROG = "handlatent-estimate"
 EXIT_FAILED = 1   # some images could not be estimated
 EXIT_USAGE = 2    # nothing to do, bad checkpoint, bad output path, bad arguments
@@ -45,10 +47,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -194,7 +192,7 @@ def _write(path: Path, write: Callable[[Path], None]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, write)
     except OSError as error:
-        raise UsageError(f"{path}: cannot write ({error.strerror or _one_line(error)})") \
+        raise UsageError(f"{path}: cannot write ({error.strerror or one_line(error)})") \
             from None
 
 
@@ -219,9 +217,9 @@ def open_model(checkpoint: str | None, device: str) -> tuple[Any, Path]:
     try:
         return load_model(path, device), path
     except CheckpointError as error:
-        raise UsageError(_one_line(error)) from None
+        raise UsageError(one_line(error)) from None
     except (RuntimeError, OSError) as error:
-        raise UsageError(f"{path}: cannot load the model ({_one_line(error)})") from None
+        raise UsageError(f"{path}: cannot load the model ({one_line(error)})") from None
 
 
 # ------------------------------------------------------------------------------ main
@@ -304,14 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as error:  # stdout closed early (`| head`), a folder that cannot be read
-        print(f"{PROG}: {error.strerror or _one_line(error)}", file=sys.stderr)
+        print(f"{PROG}: {error.strerror or one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
-        if os.environ.get("HANDLATENT_DEBUG"):
-            raise
-        print(f"{PROG}: unexpected error: {type(error).__name__}: {_one_line(error)} "
-              f"(set HANDLATENT_DEBUG=1 for a traceback)", file=sys.stderr)
-        return EXIT_FAILED
+        return report_unexpected(PROG, error)
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from handlatent.cli_errors import one_line
+
 if TYPE_CHECKING:
     from handlatent.explorer.decoder import Decoded
 
@@ -64,10 +66,6 @@ class LoadedImage:
         return self.path.name if self.path is not None else "array"
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def _label(source: ImageSource) -> str:
     if isinstance(source, np.ndarray):
         return "array"
@@ -112,7 +110,7 @@ def _open_file(path: str, needed: int, max_pixels: int) -> tuple[Image.Image, tu
     except PermissionError:
         raise ImageError(f"{path}: permission denied") from None
     except OSError as error:
-        raise ImageError(f"{path}: cannot read ({_one_line(error.strerror or error)})") from None
+        raise ImageError(f"{path}: cannot read ({one_line(error.strerror or error)})") from None
     try:
         size = im.size
         _check_pixels(path, *size, max_pixels)
@@ -121,7 +119,7 @@ def _open_file(path: str, needed: int, max_pixels: int) -> tuple[Image.Image, tu
             im.load()
         except Exception as error:  # Pillow raises OSError, SyntaxError, struct.error, ...
             raise ImageError(f"{path}: corrupt or truncated {im.format or 'image'} data "
-                             f"({_one_line(error)})") from None
+                             f"({one_line(error)})") from None
         return im, size
     except BaseException:
         im.close()
@@ -211,7 +209,7 @@ def read_image(source: ImageSource, *, needed: int = THUMBNAIL_SIZE,
         rgb.load()
     except Exception as error:
         raise ImageError(f"{label}: cannot convert {im.mode} image to RGB "
-                         f"({_one_line(error)})") from None
+                         f"({one_line(error)})") from None
     finally:
         if isinstance(source, (str, os.PathLike)) and rgb is not im:
             im.close()  # the file handle; `rgb` is a separate image
