@@ -338,3 +338,28 @@ def test_hand_over_backgrounds_smoke():
     assert img.shape == bg.shape and depth.shape == (n, size, size)
     hand = np.isfinite(depth)
     assert (img[hand] != bg[hand]).any(axis=-1).mean() > 0.95
+
+
+def test_colour_weights_underflowing_at_a_silhouette_edge_do_not_crash():
+    """A β-VAE pair batch once crashed the renderer (SIGSEGV): at one pixel both blend weights
+    of two nearly equal depths underflowed float32, 0 / 0 made the albedo NaN and the NaN colour
+    a wild table index. Its capsules are kept in tests/data; rendered in a subprocess, so a
+    regression fails this test instead of killing the suite."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "render-edge-underflow.npz"
+    code = (
+        "import sys, numpy as np\n"
+        "from handlatent.synth.render import render_capsules\n"
+        "d = dict(np.load(sys.argv[1]))\n"
+        "bg = np.full((1, 64, 64, 3), 90, np.uint8)\n"
+        "img, depth = render_capsules(d['p0'], d['p1'], d['radius'], d['albedo'], d['K'],\n"
+        "                             d['light'], d['ambient'], bg, num_threads=1)\n"
+        "print(int((img != 90).any(-1).sum()), int(np.isfinite(depth).sum()))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    hand_pixels, covered = map(int, done.stdout.split())
+    assert hand_pixels > 1000 and covered > 1000  # the hand was drawn, not skipped

@@ -266,7 +266,10 @@ def _raster_cone(Ax, Ay, ra, za, r0, Bx, By, rb, zb, r1, cr, cg, cb, S, buf, ble
                 hb = 0.5 + 0.5 * (zo - depth) * inv_blend
                 ca = buf[y, x, 1]
                 wn = hb * cov
-                wn = np.float32(wn) / np.float32(wn + (1.0 - hb) * ca)
+                # (both weights can underflow float32 at a silhouette's edge: 0 / 0 would be a
+                # NaN albedo, and a NaN colour became a wild table index that crashed)
+                den = np.float32(wn + (1.0 - hb) * ca)
+                wn = np.float32(wn) / den if den > 0.0 else hb
                 ox1 = buf[y, x, 2]
                 oy1 = buf[y, x, 3]
                 oz2 = 1.0 - ox1 * ox1 - oy1 * oy1
