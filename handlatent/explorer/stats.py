@@ -21,7 +21,10 @@ KL_SEED = 0
 
 def images_to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(B, S, S, 3) uint8 -> (B, 3, S, S) float in [-1, 1] on `device`."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    array = np.ascontiguousarray(images)
+    if not array.flags.writeable:  # frames are shared read-only; torch wants a writable array
+        array = array.copy()
+    x = torch.from_numpy(array).to(device)
     return x.permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
