@@ -36,6 +36,17 @@ class CliError(Exception):
         self.status = status
 
 
+def _threads(text: str) -> int:
+    """argparse type of --threads: a positive int."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of threads, got {text!r}")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Latent-space explorer for the disentangled hand VAE (dVAE).")
@@ -44,6 +55,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "assets/models/synth-hands-128.pt)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the model runs (default: auto = CUDA if available)")
+    parser.add_argument("--threads", type=_threads, default=1, metavar="N",
+                        help="torch CPU threads (default 1: the decode and drag workers run at "
+                             "once, and two threads each made joint drags 3x slower, "
+                             "docs/gui.md)")
     parser.add_argument("--screenshot", metavar="OUT.png",
                         help="open the window, save a screenshot once the first frame is "
                              "shown, and exit")
@@ -193,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not folder.is_dir():
                 raise CliError(f"--screenshot {args.screenshot}: folder {folder} does not exist")
         app = _application(PROG)
+        import torch
+        torch.set_num_threads(args.threads)
         try:
             session = load_session(args.checkpoint, args.device)
         except CliError as error:

@@ -341,6 +341,16 @@ def test_cli_bad_checkpoint_exits_nonzero_with_one_line(tmp_path, kind):
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_cli_threads_default_to_one_and_refuse_zero(capsys):
+    from handlatent.app.cli import parse_args
+
+    assert parse_args([]).threads == 1 and parse_args(["--threads", "3"]).threads == 3
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--threads", "0"])
+    assert exit_info.value.code == 2
+    assert "expected a positive number of threads, got '0'" in capsys.readouterr().err
+
+
 def test_cli_bad_checkpoint_shows_a_dialog_when_it_can(qtbot, tmp_path, monkeypatch, capsys):
     """In-process: the error dialog appears (closed here by a timer) and main returns 2."""
     from PySide6.QtCore import QTimer

@@ -46,7 +46,8 @@ def _table(name: str, rows: object) -> str:
             f"(p95 {r['decode']['p95_ms']:6.2f}), encode median {r['encode']['median_ms']:6.2f} ms"
             for r in rows)
     if name == "train":
-        return "\n".join(f"  train {r['size']:>3} px: {r['images_per_s']:6.1f} images/s "
+        return "\n".join(f"  train {r['size']:>3} px, {r['precision']:<18}: "
+                         f"{r['images_per_s']:6.1f} images/s "
                          f"(batch {r['batch_size']}), data wait {100 * r['data_wait']:.1f} %"
                          for r in rows)
     return "\n".join(f"  gui {k}: {v:.2f}" if isinstance(v, float) else f"  gui {k}: {v}"
