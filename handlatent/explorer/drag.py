@@ -45,7 +45,7 @@ class DragSettings:
     """Weights and effort of one drag update (the defaults are tuned on the bundled model)."""
 
     steps: int = 1          # Gauss-Newton steps per update (per mouse move)
-    keep: float = 1.0       # weight of the other joints' mean squared displacement
+    keep: float = 2.0       # weight of the other joints' mean squared displacement
     prior: float = 1e-3     # weight of |y|^2, the negative log prior
     damping: float = 0.01   # initial Levenberg-Marquardt damping
 
