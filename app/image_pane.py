@@ -39,7 +39,7 @@ class ImagePane(QWidget):
     frameShown = Signal(object)
 
     def __init__(self, title: str = "", parent: QWidget | None = None, *,
-                 placeholder: str = "no image", min_size: int = 160) -> None:
+                 empty_text: str = "no image", min_size: int = 160) -> None:
         super().__init__(parent)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -55,9 +55,9 @@ class ImagePane(QWidget):
         self.view.setCentralItem(self.box)
         self.item = _ShownImageItem(self)
         self.box.addItem(self.item)
-        self.placeholder = pg.TextItem(placeholder, color="#8a8f98", anchor=(0.5, 0.5))
-        self.box.addItem(self.placeholder)
-        self.placeholder.setPos(0.5, 0.5)
+        self.empty_label = pg.TextItem(empty_text, color="#8a8f98", anchor=(0.5, 0.5))
+        self.box.addItem(self.empty_label)
+        self.empty_label.setPos(0.5, 0.5)
         self.box.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
         layout.addWidget(self.view, 1)
         self._image: np.ndarray | None = None
@@ -68,14 +68,14 @@ class ImagePane(QWidget):
         if image is None:
             self._image, self._shape = None, None
             self.item.clear()
-            self.placeholder.setVisible(True)
+            self.empty_label.setVisible(True)
             self.box.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
             return
         image = np.ascontiguousarray(image)
         self._image = image
         self.item.tag = tag
         self.item.setImage(image, autoLevels=False, levels=(0, 255))
-        self.placeholder.setVisible(False)
+        self.empty_label.setVisible(False)
         if image.shape[:2] != (self._shape or (None, None))[:2]:
             self._shape = image.shape
             self.box.setRange(xRange=(0, image.shape[1]), yRange=(0, image.shape[0]),

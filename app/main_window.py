@@ -67,9 +67,9 @@ class MainWindow(ImageDropMixin, QMainWindow):
                             | QMainWindow.DockOption.AllowTabbedDocks)
 
         # Centre: [input image (after an estimate) | decoded image | 3D skeleton]
-        self.input_pane = ImagePane("Input image (estimate)", placeholder="")
+        self.input_pane = ImagePane("Input image (estimate)", empty_text="")
         self.input_pane.setVisible(False)
-        self.image_pane = ImagePane("Decoded image", placeholder="decoding…")
+        self.image_pane = ImagePane("Decoded image", empty_text="decoding…")
         self.skeleton = SkeletonView(self.bridge)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setChildrenCollapsible(False)

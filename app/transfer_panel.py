@@ -62,8 +62,8 @@ class TransferColumn(ImageDropMixin, QWidget):
         panes = QHBoxLayout()
         panes.setSpacing(2)
         hint = "drop an image here" if accepts_drops else "no result yet"
-        self.image = ImagePane(title, placeholder=hint, min_size=110)
-        self.skeleton = ImagePane(" ", placeholder="", min_size=110)
+        self.image = ImagePane(title, empty_text=hint, min_size=110)
+        self.skeleton = ImagePane(" ", empty_text="", min_size=110)
         panes.addWidget(self.image, 1)
         panes.addWidget(self.skeleton, 1)
         column.addLayout(panes, 1)
