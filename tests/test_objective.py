@@ -111,6 +111,21 @@ def test_every_term_matches_a_hand_computation(model, posterior_means):
     assert total is terms["total"] and torch.isfinite(total)
 
 
+def test_beta_z_u_weighs_only_the_content_kl(model):
+    """beta_z_u replaces beta on z_u's KL in both steps and leaves every other term as it was."""
+    from dataclasses import replace
+    batch = make_batch(4, [True, False, True, True])
+    torch.manual_seed(1)
+    _, plain = dvae_loss(model, batch, WEIGHTS)
+    torch.manual_seed(1)
+    _, tight = dvae_loss(model, batch, replace(WEIGHTS, beta_z_u=5.0))
+    for step in ("dis", "emb"):
+        extra = (5.0 - 0.3) * plain[f"{step}/kl_z_u"]
+        assert plain[f"{step}/kl_z_u"] > 0
+        assert torch.allclose(tight[step], plain[step] + extra, rtol=1e-5), step
+    assert all(torch.equal(tight[k], v) for k, v in plain.items() if "/" in k)
+
+
 def test_embedding_step_moves_the_image_encoder_and_not_the_decoders(model):
     _, terms = dvae_loss(model, make_batch(), LossConfig())
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -25,10 +25,12 @@ class LossConfig:
     """Weights of the objective's terms, the same in both steps.
 
     beta multiplies each KL; w_* the reconstruction terms (w_xyz: the composed 3D pose, not in
-    the paper's ELBO, off by default).
+    the paper's ELBO, off by default). beta_z_u, when set, replaces beta for z_u's KL (not in the
+    paper): a tighter z_u leaves the image decoder to take the hand's shape from z_y1 and z_y2.
     """
 
     beta: float = 1.0
+    beta_z_u: float | None = None
     w_image: float = 1.0
     w_cpose: float = 1.0
     w_viewpoint: float = 1.0
@@ -68,8 +70,10 @@ def _weighted(terms: Mapping[str, torch.Tensor], cfg: LossConfig) -> torch.Tenso
     """The step's negated ELBO: weighted reconstructions plus beta times the KLs."""
     weights = {"image": cfg.w_image, "cpose": cfg.w_cpose, "viewpoint": cfg.w_viewpoint,
                "xyz": cfg.w_xyz}
+    beta_z_u = cfg.beta if cfg.beta_z_u is None else cfg.beta_z_u
     return (sum(weights[name] * terms[name] for name in RECONSTRUCTIONS)
-            + cfg.beta * sum(v for k, v in terms.items() if k.startswith("kl_")))
+            + cfg.beta * sum(v for k, v in terms.items() if k.startswith("kl_z_y"))
+            + beta_z_u * terms.get("kl_z_u", 0.0))
 
 
 def dvae_loss(model: DVAE, batch: Mapping[str, torch.Tensor], cfg: LossConfig
