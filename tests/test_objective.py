@@ -111,6 +111,29 @@ def test_every_term_matches_a_hand_computation(model, posterior_means):
     assert total is terms["total"] and torch.isfinite(total)
 
 
+def test_content_twins_feed_z_u_of_the_disentangling_step_only(model, posterior_means):
+    """With content_image in the batch, ELBO_dis decodes z_y from the labels and z_u from the
+    labelled samples' twins; ELBO_emb still reads everything from the image itself."""
+    model.eval()
+    labelled = [True, False, True]
+    batch = make_batch(3, labelled)
+    batch["content_image"] = make_batch(3, seed=9)["image"]
+    _, plain = dvae_loss(model, {k: v for k, v in batch.items() if k != "content_image"}, WEIGHTS)
+    _, terms = dvae_loss(model, batch, WEIGHTS)
+    keep = torch.tensor(labelled)
+    with torch.no_grad():
+        mu_c, logvar_c = model.encode_image(batch["content_image"][keep])
+        mu_y1, _, mu_y2, _ = model.encode_labels(batch["cpose"][keep], batch["viewpoint"][keep])
+        dis_out = model.decode(torch.cat([mu_y1, mu_y2, mu_c[:, 8:]], 1), batch["is_right"][keep])
+    kl_u = 0.5 * (mu_c[:, 8:] ** 2 + logvar_c[:, 8:].exp() - 1 - logvar_c[:, 8:]).sum() / 3
+    assert torch.allclose(terms["dis/kl_z_u"], kl_u, rtol=1e-5)
+    assert torch.allclose(terms["dis/image"],
+                          ((dis_out["image"] - batch["image"][keep]) ** 2).sum() / 3, rtol=1e-5)
+    assert not torch.allclose(terms["dis/image"], plain["dis/image"])
+    for name in ("emb/image", "emb/xyz", "emb/kl_z_u", "dis/cpose", "dis/kl_z_y1"):
+        assert torch.allclose(terms[name], plain[name], rtol=1e-5), name
+
+
 def test_beta_z_u_weighs_only_the_content_kl(model):
     """beta_z_u replaces beta on z_u's KL in both steps and leaves every other term as it was."""
     from dataclasses import replace

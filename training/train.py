@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset, default_collate
 from tqdm import tqdm
 
 from handlatent.checkpoint import CheckpointError, load_checkpoint, load_model
@@ -109,7 +109,7 @@ def _train(cfg, out, device, dist, resume, stop_after, stop, loaders: list) -> d
                           f"({len(train_set)} samples)", "data.batch_size")
     loader_args = dict(num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
                        persistent_workers=cfg.data.workers > 0,
-                       worker_init_fn=ignore_stop_signals)
+                       worker_init_fn=ignore_stop_signals, collate_fn=collate_shared_keys)
     # (own generators: starting a loader iterator must not draw from the global RNG)
     train_loader = DataLoader(train_set, batch_sampler=sampler, **loader_args,
                               generator=torch.Generator().manual_seed(cfg.run.seed))
@@ -512,11 +512,20 @@ def epoch_float(epoch: int, position: int, sampler: DeterministicBatches) -> flo
     return round(epoch + position / sampler.batches_per_epoch, 4)
 
 
+def collate_shared_keys(items: list[dict]) -> dict:
+    """default_collate over the keys every item has: a batch that mixes datasets with and
+    without content twins trains without them rather than failing."""
+    shared = set(items[0]).intersection(*items[1:])
+    return default_collate([{k: v for k, v in item.items() if k in shared} for item in items])
+
+
 def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
     out = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
            for k, v in batch.items()}
     if channels_last:
-        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
+        for key in ("image", "content_image"):
+            if key in out:
+                out[key] = out[key].contiguous(memory_format=torch.channels_last)
     return out
 
 

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from handlatent.synth import store
+from handlatent.synth.twins import open_twins
 
 __all__ = ["SyntheticHandDataset"]
 
@@ -25,7 +26,8 @@ class SyntheticHandDataset(Dataset):
     ``cpose`` (21, 3); ``viewpoint`` (3, 3); ``scale`` float32 scalar (metres); ``uv`` (21, 2)
     pixels; ``visible`` (21,) bool; ``is_right`` bool; ``labelled`` bool (always True);
     ``content`` (F,) float32 (skin, light, background factors, names in ``content_names``);
-    also ``K`` (3, 3) and ``template`` (int64 scalar).
+    also ``K`` (3, 3) and ``template`` (int64 scalar); ``content_image`` (3, S, S) like
+    ``image`` when the directory has content twins (handlatent.synth.twins).
 
     ``indices``: optionally a subset (any integer index array) of the samples.
     """
@@ -42,6 +44,8 @@ class SyntheticHandDataset(Dataset):
         self.template_names = list(meta["template_names"])
         self._labels = labels
         self._images = images
+        self._twins = open_twins(self.path, meta)
+        self.has_twins = self._twins is not None
         n = int(meta["count"])
         if indices is None:
             self.indices = None
@@ -54,6 +58,7 @@ class SyntheticHandDataset(Dataset):
 
     def _reopen(self) -> None:
         meta, self._images, self._labels = store.open_arrays(self.path)
+        self._twins = open_twins(self.path, meta) if self.has_twins else None
         if meta != self.meta:
             raise ValueError(f"{self.path}: the dataset changed on disk since it was opened")
 
@@ -76,6 +81,7 @@ class SyntheticHandDataset(Dataset):
         state = self.__dict__.copy()
         state["_images"] = None
         state["_labels"] = None
+        state["_twins"] = None
         return state
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
@@ -86,10 +92,8 @@ class SyntheticHandDataset(Dataset):
         i %= n
         j = i if self.indices is None else int(self.indices[i])
         L = self.labels
-        image = torch.from_numpy(np.array(self.images[j]))  # one copy out of the memmap
-        image = image.permute(2, 0, 1).to(torch.float32).div_(127.5).sub_(1.0)
-        return {
-            "image": image,
+        item = {
+            "image": _to_tensor(self.images[j]),
             "xyz": torch.tensor(L["xyz"][j]),
             "cpose": torch.tensor(L["cpose"][j]),
             "viewpoint": torch.tensor(L["viewpoint"][j]),
@@ -102,6 +106,16 @@ class SyntheticHandDataset(Dataset):
             "K": torch.tensor(L["K"][j]),
             "template": torch.tensor(int(L["template"][j])),
         }
+        if self.has_twins:
+            if self._twins is None:
+                self._reopen()
+            item["content_image"] = _to_tensor(self._twins[j])
+        return item
 
     def __repr__(self) -> str:
         return f"SyntheticHandDataset({str(self.path)!r}, {len(self)} samples, {self.size}px)"
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(S, S, 3) uint8 (a memmap row: copied once) → (3, S, S) float32 in [-1, 1]."""
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).to(torch.float32).div_(127.5).sub_(1.0)

@@ -84,6 +84,9 @@ def dvae_loss(model: DVAE, batch: Mapping[str, torch.Tensor], cfg: LossConfig
     image encoder (gradients flow into it); every network learns. Embedding step: z from the
     image encoder alone, decoders fixed (their parameters get no gradient, the encoder does).
     Samples with `labelled` False contribute only the embedding step's image and KL terms.
+    With `content_image` in the batch (content twins, handlatent.synth.twins), the disentangling
+    step reads z_u from the twin instead: the image's background and skin in another hand's
+    pose, so the decoder has to take the hand's shape from z_y1 and z_y2.
     """
     image = batch["image"]
     batch_size = image.shape[0]
@@ -100,16 +103,25 @@ def dvae_loss(model: DVAE, batch: Mapping[str, torch.Tensor], cfg: LossConfig
     targets = {"image": image, "cpose": cpose, "viewpoint": viewpoint,
                "xyz": compose(cpose, viewpoint, is_right=on_labelled(is_right))}
 
-    mu_x, logvar_x = model.encode_image(image)
-    z_x = sample_posterior(mu_x, logvar_x)
+    twin = batch.get("content_image")
+    if twin is None:
+        mu_x, logvar_x = model.encode_image(image)
+        z_x = sample_posterior(mu_x, logvar_x)
+        content = (on_labelled(mu_x), on_labelled(logvar_x), on_labelled(z_x))
+    else:  # one encoder pass over the images and the labelled samples' twins
+        mu, logvar = model.encode_image(torch.cat([image, twin[labelled]]))
+        z = sample_posterior(mu, logvar)
+        mu_x, logvar_x, z_x = mu[:batch_size], logvar[:batch_size], z[:batch_size]
+        content = (mu[batch_size:], logvar[batch_size:], z[batch_size:])
     x_posterior = {name: (mu_x[..., s], logvar_x[..., s]) for name, s in layout.slices.items()}
 
+    u = layout.slices["z_u"]
     mu_y1, logvar_y1, mu_y2, logvar_y2 = model.encode_labels(cpose, viewpoint)
     dis_posterior = {"z_y1": (mu_y1, logvar_y1), "z_y2": (mu_y2, logvar_y2),
-                     "z_u": tuple(on_labelled(t) for t in x_posterior["z_u"])}
+                     "z_u": (content[0][..., u], content[1][..., u])}
     z_dis = layout.join({"z_y1": sample_posterior(mu_y1, logvar_y1),
                          "z_y2": sample_posterior(mu_y2, logvar_y2),
-                         "z_u": on_labelled(layout.split(z_x)["z_u"])})
+                         "z_u": content[2][..., u]})
     dis = _step_terms(model.decode(z_dis, on_labelled(is_right)),
                       {**targets, "image": image[labelled]}, dis_posterior, batch_size)
 

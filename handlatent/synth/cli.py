@@ -10,7 +10,6 @@ leaves no dataset behind and exits with 130.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
@@ -89,10 +88,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _on_sigterm(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     p = _parser()
     a = p.parse_args(argv)
@@ -113,6 +108,7 @@ def main(argv=None) -> int:
     if preview is not None and not preview.absolute().parent.is_dir():
         p.error(f"--preview: directory {preview.absolute().parent} does not exist")
 
+    from handlatent.cli_errors import run_writer
     from handlatent.synth import store
 
     try:
@@ -120,19 +116,12 @@ def main(argv=None) -> int:
     except FileExistsError as e:
         p.error(str(e))
 
-    old = signal.signal(signal.SIGTERM, _on_sigterm)
     t0, c0 = time.perf_counter(), time.process_time()
-    try:
-        store.write_dataset(out, a.count, a.size, a.seed, chunk=a.chunk, overwrite=a.overwrite,
-                            progress=not a.quiet, num_threads=a.threads)
-    except KeyboardInterrupt:
-        print(f"{p.prog}: interrupted; nothing was written to {out}", file=sys.stderr)
-        return 130
-    except (OSError, ValueError) as e:
-        print(f"{p.prog}: error: {e}", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    status, _ = run_writer(p.prog, lambda: store.write_dataset(
+        out, a.count, a.size, a.seed, chunk=a.chunk, overwrite=a.overwrite,
+        progress=not a.quiet, num_threads=a.threads), f"nothing was written to {out}")
+    if status:
+        return status
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     if not a.quiet:
         print(f"wrote {a.count} images of {a.size}px to {out} in {dt:.1f} s: "
