@@ -106,9 +106,7 @@ class SyntheticHandDataset(Dataset):
             "K": torch.tensor(L["K"][j]),
             "template": torch.tensor(int(L["template"][j])),
         }
-        if self.has_twins:
-            if self._twins is None:
-                self._reopen()
+        if self.has_twins:  # (self.images above reopened the twins too after unpickling)
             item["content_image"] = _to_tensor(self._twins[j])
         return item
 

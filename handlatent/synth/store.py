@@ -23,7 +23,8 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -36,6 +37,7 @@ __all__ = [
     "LABEL_SPECS",
     "DatasetError",
     "write_dataset",
+    "image_stream",
     "read_meta",
     "open_arrays",
 ]
@@ -87,6 +89,19 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.ascontiguousarray(arrays[name]), allow_pickle=False)
             zf.writestr(info, buf.getvalue())
+
+
+@contextmanager
+def image_stream(path: Path, shape: tuple[int, ...]) -> Iterator[Callable[[np.ndarray], None]]:
+    """Write a uint8 .npy of `shape` chunk by chunk along its first axis (a plain .npy that
+    np.load can memory-map): yields the function that appends a chunk; flushed and fsynced."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                "fortran_order": False, "shape": tuple(shape)})
+        yield lambda chunk: f.write(memoryview(np.ascontiguousarray(chunk, np.uint8)).cast("B"))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _fsync(path: Path) -> None:
@@ -147,17 +162,14 @@ def write_dataset(
 
             bar = tqdm(total=count, unit="img", desc=f"synth {size}px", dynamic_ncols=True)
         shape = (count, size, size, 3)
-        with open(tmp / IMAGES_FILE, "wb") as f:  # a .npy written sequentially
-            np.lib.format.write_array_header_1_0(
-                f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-                    "fortran_order": False, "shape": shape})
+        with image_stream(tmp / IMAGES_FILE, shape) as append:
             labels: dict[str, np.ndarray] | None = None
             for start in range(0, count, chunk):
                 stop = min(count, start + chunk)
                 batch = _render_chunk(seed, start, stop, size, num_threads)
-                image = np.ascontiguousarray(batch.pop("image"), dtype=np.uint8)
+                image = batch.pop("image")
                 assert image.shape == (stop - start,) + shape[1:]
-                f.write(memoryview(image).cast("B"))
+                append(image)
                 if labels is None:
                     labels = {k: np.empty((count,) + v.shape[1:], v.dtype)
                               for k, v in batch.items()}
@@ -167,8 +179,6 @@ def write_dataset(
                     bar.update(stop - start)
                 elif callable(progress):
                     progress(stop)
-            f.flush()
-            os.fsync(f.fileno())
         _write_npz(tmp / LABELS_FILE, labels)
         _fsync(tmp / LABELS_FILE)
         specs = LABEL_SPECS(labels["content"].shape[1])

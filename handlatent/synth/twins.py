@@ -81,19 +81,13 @@ def write_twins(path, *, chunk: int = 512, num_threads: int | None = None,
             from tqdm import tqdm
 
             bar = tqdm(total=count, unit="img", desc=f"twins {size}px", dynamic_ncols=True)
-        with open(tmp, "wb") as f:
-            np.lib.format.write_array_header_1_0(
-                f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-                    "fortran_order": False, "shape": shape})
+        with store.image_stream(tmp, shape) as append:
             for start in range(0, count, chunk):
                 stop = min(count, start + chunk)
-                image = render_scene(twin_range(seed, start, stop), size,
-                                     num_threads=num_threads)["image"]
-                f.write(memoryview(np.ascontiguousarray(image, dtype=np.uint8)).cast("B"))
+                append(render_scene(twin_range(seed, start, stop), size,
+                                    num_threads=num_threads)["image"])
                 if bar is not None:
                     bar.update(stop - start)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path / TWINS_FILE)
         twins_meta = {"file": TWINS_FILE, "dtype": "uint8", "shape": list(shape),
                       "seed": seed, "generator_version": store.GENERATOR_VERSION,
