@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu, QStyle, QToolBar
 
 if TYPE_CHECKING:
@@ -82,15 +82,27 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
 
     latent_menu = bar.addMenu("&Latent")
     latent_menu.addAction(act("random_all", "&Random sample", lambda: w.randomize(None), "R",
-                              "Draw the whole latent from N(0, I) (locked parts stay)",
-                              icon=sp.SP_BrowserReload))
+                              "Draw the whole latent (locked parts stay) from the source chosen "
+                              "in Latent ▸ Sample from", icon=sp.SP_BrowserReload))
     for part in w.session.layout.names:
         if part in PART_SHORTCUTS and w.session.layout.slices[part].stop > \
                 w.session.layout.slices[part].start:
             latent_menu.addAction(act(
                 f"random_{part}", f"Random {PART_NAMES[part]} ({part})",
                 lambda p=part: w.randomize(p), PART_SHORTCUTS[part],
-                f"Draw {part} from N(0, I)"))
+                f"Draw {part} from the source chosen in Latent ▸ Sample from"))
+    sources = latent_menu.addMenu("Sample &from")
+    group = QActionGroup(w)
+    for source, text, tip in (
+            ("hands", "&Hands (Gaussian fitted to encoded hands)",
+             "Random latents where the model's encoded hands lie: they decode to hands"),
+            ("prior", "&Prior N(0, I)",
+             "Random latents from the prior, as in the paper: far from most encoded hands")):
+        a = act(f"sample_{source}", text, lambda on, s=source: on and w.set_sampling(s),
+                tip=tip, checkable=True)
+        a.setChecked(w.session.sampling == source)
+        group.addAction(a)
+        sources.addAction(a)
     latent_menu.addSeparator()
     latent_menu.addAction(act("reset_all", "Reset all to &zero", w.reset_all, "Ctrl+0",
                               "Set every latent dimension to 0"))
@@ -142,7 +154,7 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
     for part in ("z_y1", "z_y2", "z_u"):
         if f"random_{part}" in actions:
             b = QAction(f"Random {PART_NAMES[part]}", w)
-            b.setToolTip(f"Draw {part} from N(0, I) ({PART_SHORTCUTS[part]})")
+            b.setToolTip(f"Draw {part} at random ({PART_SHORTCUTS[part]})")
             b.triggered.connect(actions[f"random_{part}"].trigger)
             toolbar.addAction(b)
     toolbar.addSeparator()

@@ -3,9 +3,9 @@
 Each group (canonical pose z_y1, viewpoint z_y2, content z_u) is a collapsible section whose
 dimensions are ordered by their KL divergence to the prior (the informative ones first); the
 near-zero-KL ("inactive") dimensions are folded away until "Show inactive" is ticked. Per group:
-reset to 0, randomise from N(0, I) and a lock. Every action calls the session; the sliders follow
-the session's latent (undo, random samples, walks, estimation) with their signals blocked so that
-syncing never feeds back into the session.
+reset to 0, randomise (from the source of Latent ▸ Sample from) and a lock. Every action calls
+the session; the sliders follow the session's latent (undo, random samples, walks, estimation)
+with their signals blocked so that syncing never feeds back into the session.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class LatentGroup(QCollapsible):
         self.reset_button = QToolButton(text="Reset")
         self.reset_button.setToolTip(f"Set every {part} dimension to 0")
         self.random_button = QToolButton(text="Randomise")
-        self.random_button.setToolTip(f"Draw {part} from N(0, I)")
+        self.random_button.setToolTip(f"Draw {part} at random (Latent ▸ Sample from)")
         self.lock_box = QCheckBox("Lock")
         self.lock_box.setToolTip(f"Keep {part} fixed when sampling or walking")
         self.count = QLabel()

@@ -27,6 +27,7 @@ from handlatent.app.transfer_panel import ImageDropMixin, TransferPanel
 from handlatent.app.viewpoint_mode import ViewpointMode
 from handlatent.app.walk_panel import WalkPanel
 from handlatent.explorer.drag import FREE_PARTS
+from handlatent.explorer.sampling import SOURCE_LABELS
 from handlatent.skeleton import KEYPOINT_NAMES
 
 ORGANIZATION = "handlatent"
@@ -203,17 +204,23 @@ class MainWindow(ImageDropMixin, QMainWindow):
             self.show_message("Nothing to redo")
 
     def randomize(self, part: str | None) -> None:
-        """A prior sample of the whole latent (locked parts kept) or of one sub-latent."""
+        """A random sample of the whole latent (locked parts kept) or of one sub-latent."""
         if part is not None and self.session.locked(part):
             self.show_message(f"{part} is locked: unlock it to sample it")
             return
         self.session.randomize(part)
         locked = [p for p in self.session.layout.names if self.session.locked(p)]
+        source = SOURCE_LABELS[self.session.sampling]
         if part is not None:
-            self.show_message(f"Sampled {part} from N(0, I)")
+            self.show_message(f"Sampled {part} from {source}")
         else:
-            self.show_message("Sampled z from N(0, I)" +
+            self.show_message(f"Sampled z from {source}" +
                               (f" (kept locked {', '.join(locked)})" if locked else ""))
+
+    def set_sampling(self, source: str) -> None:
+        """Where Random draws from: "hands" (the fitted Gaussian) or "prior" (N(0, I))."""
+        self.session.sampling = source
+        self.show_message(f"Random samples now come from {SOURCE_LABELS[source]}")
 
     def reset_all(self) -> None:
         self.session.begin_edit()

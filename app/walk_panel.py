@@ -60,7 +60,7 @@ class Endpoint(QGroupBox):
         self.current = QPushButton("Current")
         self.current.setToolTip(f"Set {which} to the current latent")
         self.random = QPushButton("Random")
-        self.random.setToolTip(f"Set {which} to a sample from N(0, I)")
+        self.random.setToolTip(f"Set {which} to a random sample (Latent ▸ Sample from)")
         self.image = QPushButton("Image…")
         self.image.setToolTip(f"Set {which} to the encoding of an image file")
         grid.addWidget(self.thumb, 0, 0, 3, 1)

@@ -51,7 +51,7 @@ def cli_run(synth_data, checkpoint, tmp_path_factory):
     argv = ["--checkpoint", str(checkpoint), "--data", str(synth_data), "--json",
             str(out / "eval.json"), "--plots", str(out / "plots"), "--figures", str(out / "figs"),
             "--batch-size", "12", "--device", "cpu", "--threads", "1", "--quiet",
-            *SMALL_DISENTANGLEMENT]
+            "--sample-count", "12", *SMALL_DISENTANGLEMENT]
     assert evaluate_cli.main(argv) == 0
     return out, json.loads((out / "eval.json").read_text())
 
@@ -80,6 +80,19 @@ def test_kl_per_sub_latent_and_dimension(cli_run):
         assert all(v >= 0 for v in kl["per_dim"][name])
         assert kl[name] == pytest.approx(sum(kl["per_dim"][name]), rel=1e-9)
     assert kl["total"] == pytest.approx(sum(kl[n] for n in sizes), rel=1e-9)
+
+
+def test_random_samples_are_scored_against_reconstructions(cli_run, synth_data, checkpoint,
+                                                          tmp_path, capsys):
+    samples = cli_run[1]["samples"]
+    assert samples["count"] == 12 and samples["thumbnail_px"] == 8
+    assert all(samples[k] >= 0 for k in ("fd_hands", "fd_prior", "fd_floor"))
+    out = tmp_path / "eval.json"  # more samples than half the data: skipped, and said why
+    assert evaluate_cli.main(["--checkpoint", str(checkpoint), "--data", str(synth_data),
+                              "--quiet", "--threads", "1", "--no-disentanglement",
+                              "--sample-count", "17", "--json", str(out)]) == 0
+    assert "needs 2 x 17" in json.loads(out.read_text())["samples"]["skipped"]
+    assert "random samples: skipped" in capsys.readouterr().out
 
 
 def test_disentanglement_report(cli_run):
@@ -115,14 +128,17 @@ def test_plots_and_figures_are_pngs(cli_run):
 def test_figures_are_deterministic(synth_data, checkpoint, tmp_path):
     from handlatent import load_model
     from handlatent.data import open_dataset
+    from handlatent.explorer.sampling import fit_hands
+    from handlatent.explorer.stats import encode_hands
     from handlatent.training.figures import make_figures
 
     model, ds = load_model(checkpoint, device="cpu"), open_dataset(synth_data)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the test machine's 2 cores are shared
     try:
-        a = make_figures(model, ds, tmp_path / "a", seed=5, steps=3)
-        b = make_figures(model, ds, tmp_path / "b", seed=5, steps=3)
+        hands = fit_hands(*encode_hands(model, n=8))
+        a = make_figures(model, ds, tmp_path / "a", hands=hands, seed=5, steps=3)
+        b = make_figures(model, ds, tmp_path / "b", hands=hands, seed=5, steps=3)
     finally:
         torch.set_num_threads(threads)
     for pa, pb in zip(a, b):
@@ -217,8 +233,9 @@ def test_known_answer_through_the_cli(synth_data, tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(handlatent.checkpoint, "load_model", lambda path, device: oracle)
     out = tmp_path / "r.json"
     assert evaluate_cli.main(["--checkpoint", "oracle.pt", "--data", str(synth_data), "--json",
-                              str(out), "--no-disentanglement", "--quiet", "--limit", "20"]) == 0
+                              str(out), "--no-disentanglement", "--quiet", "--limit", "20",
+                              "--sample-count", "0"]) == 0
     r = json.loads(out.read_text())
-    assert r["count"] == 20 and r["disentanglement"] is None
+    assert r["count"] == 20 and r["disentanglement"] is None and r["samples"] is None
     assert r["auc_20_50"] == 1.0 and r["epe_mean_mm"] == pytest.approx(10.0, abs=1e-3)
     assert "AUC 20-50 mm" in capsys.readouterr().out

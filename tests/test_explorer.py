@@ -669,7 +669,7 @@ def test_library_never_imports_qt():
     assert offenders == []
 
 
-def test_sample_latent_draws_from_the_prior_without_touching_the_session(make_session):
+def test_sample_latent_leaves_the_session_alone(make_session):
     session = make_session()
     before = session.latent
     a, b = session.sample_latent(7), session.sample_latent(7)
@@ -677,5 +677,5 @@ def test_sample_latent_draws_from_the_prior_without_touching_the_session(make_se
     assert a.shape == (session.layout.total,) and a.dtype == np.float32
     np.testing.assert_array_equal(session.latent, before)
     assert not session.can_undo
-    draws = np.stack([session.sample_latent(i) for i in range(200)])
+    draws = np.stack([session.sample_latent(i, source="prior") for i in range(200)])
     assert abs(draws.mean()) < 0.05 and abs(draws.std() - 1) < 0.05

@@ -22,7 +22,7 @@ from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent, QGuiApplication  # noqa: E402
 
 from handlatent.checkpoint import save_checkpoint  # noqa: E402
-from handlatent.explorer import Session  # noqa: E402
+from handlatent.explorer import LatentGaussian, Session  # noqa: E402
 from handlatent.model import ModelConfig, build_model  # noqa: E402
 
 FRAME_TIMEOUT_MS = 15000
@@ -40,7 +40,9 @@ def checkpoint(tmp_path_factory) -> Path:
     kl = np.linspace(3.0, 0.2, model.layout.total)
     kl[[5, 30, 40, 60]] = 0.0          # inactive: folded away in the latent panel
     path = tmp_path_factory.mktemp("gui") / "tiny.pt"
-    save_checkpoint(path, model, extra={"latent_stats": {"kl_per_dim": kl.tolist()}})
+    hands = LatentGaussian(np.full(model.layout.total, 0.5), 0.25 * np.eye(model.layout.total))
+    save_checkpoint(path, model, extra={"latent_stats": {"kl_per_dim": kl.tolist(),
+                                                         "hands": hands.to_stats()}})
     return path
 
 
@@ -184,6 +186,29 @@ def test_random_samples_follow_shortcut_actions_and_locks(qtbot, window, session
     window.undo()
     window.undo()
     np.testing.assert_array_equal(session.latent, z0)
+
+
+def test_random_samples_come_from_the_source_chosen_in_the_menu(qtbot, window, session):
+    actions = window.actions_by_name
+
+    def draw(n: int = 40) -> np.ndarray:
+        z = []
+        for _ in range(n):
+            actions["random_all"].trigger()
+            z.append(session.latent)
+        return np.stack(z)
+
+    assert session.sampling == "hands" and actions["sample_hands"].isChecked()
+    hands = draw()     # the checkpoint's fit: N(0.5, 0.25 I)
+    assert abs(hands.mean() - 0.5) < 0.05 and abs(hands.std() - 0.5) < 0.05
+    assert "fitted to encoded hands" in window.statusBar().currentMessage()
+    actions["sample_prior"].trigger()
+    assert session.sampling == "prior" and not actions["sample_hands"].isChecked()
+    assert "N(0, I)" in window.statusBar().currentMessage()
+    prior = draw()
+    assert abs(prior.mean()) < 0.05 and abs(prior.std() - 1) < 0.05
+    actions["sample_hands"].trigger()
+    assert session.sampling == "hands" and not actions["sample_prior"].isChecked()
 
 
 def test_keyboard_shortcuts(qtbot, window, session):

@@ -23,6 +23,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from handlatent.explorer.decoder import to_uint8_images
+from handlatent.explorer.sampling import LatentGaussian
 from handlatent.metrics import (
     beta_vae_score,
     evaluate_pose,
@@ -31,6 +33,7 @@ from handlatent.metrics import (
     to_metric,
     viewpoint_error_deg,
 )
+from handlatent.metrics.samples import THUMBNAIL_PX, frechet_distance, thumbnails
 from handlatent.rotations import geodesic_angle
 
 # The dataset keys the evaluator reads; absent optional keys get the defaults of `collate_items`.
@@ -54,6 +57,8 @@ class EvalOptions:
     beta_vae_train/eval:  β-VAE training / held-out points (supplement: 500 / 500).
     beta_vae_factors:     the generator's factor groups the β-VAE score tells apart (None: all;
                           the supplement's d = 8 model has two: pose and viewpoint).
+    sample_count:         random samples per source for the sample-quality distances (and
+                          reconstructions per half for their floor); 0 skips them.
     """
 
     batch_size: int = 64
@@ -64,6 +69,7 @@ class EvalOptions:
     beta_vae_train: int = 500
     beta_vae_eval: int = 500
     beta_vae_factors: tuple[str, ...] | None = None
+    sample_count: int = 256
     seed: int = 0
     progress: bool = True
 
@@ -388,14 +394,40 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def sample_quality(model, c: Collected, hands: LatentGaussian, *, count: int, seed: int,
+                   device: torch.device | str) -> dict[str, Any]:
+    """Fréchet distances (metrics.samples) from `count` random samples, drawn from N(0, I) and
+    from `hands`, to the reconstructions of the first `count` evaluated images; the floor is the
+    distance between those and the next `count` reconstructions (two halves of the same data)."""
+    if len(c.mu) < 2 * count or count < 2:
+        return {"skipped": f"needs 2 x {count} evaluated images, got {len(c.mu)}"}
+    generator = torch.Generator().manual_seed(seed)
+    sources = {"prior": torch.randn(count, model.layout.total, generator=generator),
+               "hands": torch.from_numpy(hands.sample(np.random.default_rng(seed), count)),
+               "half_a": torch.from_numpy(c.mu[:count]).float(),
+               "half_b": torch.from_numpy(c.mu[count:2 * count]).float()}
+    features = {}
+    with torch.inference_mode():
+        for name, z in sources.items():
+            images = [to_uint8_images(model.decode(part.to(device))["image"])
+                      for part in z.split(64)]
+            features[name] = thumbnails(np.concatenate(images))
+    reference = features["half_a"]
+    return {"count": count, "thumbnail_px": THUMBNAIL_PX,
+            "fd_hands": frechet_distance(features["hands"], reference),
+            "fd_prior": frechet_distance(features["prior"], reference),
+            "fd_floor": frechet_distance(features["half_b"], reference)}
+
+
 def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
-             device: torch.device | str = "cpu", synthetic: bool | None = None
-             ) -> tuple[dict[str, Any], Collected]:
+             device: torch.device | str = "cpu", synthetic: bool | None = None,
+             hands: LatentGaussian | None = None) -> tuple[dict[str, Any], Collected]:
     """All numbers of `handlatent-eval` for `model` (in eval mode, on `device`) on `dataset`.
 
     Returns (results, collected): `results` is JSON-ready (docs/evaluation.md lists the keys);
     `collected` holds the per-sample arrays, for plots. `synthetic` (None: from the dataset's
-    metadata) decides whether the β-VAE score is computed.
+    metadata) decides whether the β-VAE score is computed. `hands`: the sampling Gaussian
+    (explorer.sampling) whose samples are scored beside the prior's; None skips that score.
     """
     n = len(dataset)
     count = n if options.limit is None else min(n, max(0, options.limit))
@@ -431,6 +463,9 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
         results["disentanglement"] = dis
     else:
         results["disentanglement"] = None
+    results["samples"] = (sample_quality(model, c, hands, count=options.sample_count,
+                                         seed=options.seed, device=device)
+                          if hands is not None and options.sample_count > 0 else None)
     results["options"] = asdict(options)
     results["units"] = {
         "auc_20_50": "PCK area 21.05-50 mm over 12 thresholds / range (0..1)",
@@ -439,6 +474,8 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
         "image_mse": "mean over samples, pixels and channels of (decode(mu) - input)^2, "
                      "images in [-1, 1]",
         "kl": "KL(q(z|x) || N(0, I)) of the image posterior, mean over samples (nats)",
+        "samples": "Fréchet distance of 8 px thumbnails of decoded random samples to the "
+                   "reconstructions of the evaluated images (fd_floor: two halves of those)",
     }
     return _clean(results), c
 
@@ -475,6 +512,17 @@ def format_results(results: Mapping[str, Any]) -> str:
     kl = results["kl"]
     parts = "  ".join(f"{k} {kl[k]:.2f}" for k in results["latent_layout"])
     lines.append(f"{'KL q(z|x) (nats)':<28}total {kl['total']:.2f}  {parts}")
+    samples = results.get("samples")
+    if samples:
+        lines.append("")
+        if "skipped" in samples:
+            lines.append(f"random samples: skipped ({samples['skipped']})")
+        else:
+            lines.append(f"random samples vs reconstructions (Fréchet distance, "
+                         f"{samples['thumbnail_px']} px thumbnails, {samples['count']} each)")
+            lines.append(f"  {'z ~ hands fit':<26}{samples['fd_hands']:.3f}")
+            lines.append(f"  {'z ~ N(0, I)':<26}{samples['fd_prior']:.3f}")
+            lines.append(f"  {'floor (two halves)':<26}{samples['fd_floor']:.3f}")
     dis = results.get("disentanglement")
     if dis:
         lines.append("")

@@ -59,9 +59,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="factor groups of the generator the β-VAE score tells apart (default "
                         "all: pose shape viewpoint skin light background; the supplement's "
                         "d = 8 model: pose viewpoint)")
+    p.add_argument("--sample-count", type=int, default=256, metavar="N",
+                   help="random samples per source scored against reconstructions (Fréchet "
+                        "distance of thumbnails; default 256, 0 skips)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
+
+
+def _sampling_gaussian(path: str, model):
+    """The checkpoint's sampling Gaussian (latent_stats.hands), else one fitted to 512
+    synthetic hands, as the explorer would fit it."""
+    from handlatent.checkpoint import load_checkpoint
+    from handlatent.explorer.sampling import fit_hands, hands_from_stats
+    from handlatent.explorer.stats import encode_hands
+    extra = load_checkpoint(path).get("extra")
+    try:
+        stored = hands_from_stats(extra.get("latent_stats") if isinstance(extra, dict) else None,
+                                  model.layout.total)
+    except ValueError as err:
+        print(f"{PROG}: {path}: ignoring its latent_stats ({err})", file=sys.stderr)
+        stored = None
+    return stored if stored is not None else fit_hands(*encode_hands(model, n=512))
 
 
 def _one_line(err: BaseException) -> str:
@@ -97,10 +116,12 @@ def main(argv: list[str] | None = None) -> int:
                               beta_vae_eval=args.beta_vae_eval,
                               beta_vae_factors=(tuple(args.beta_vae_factors)
                                                 if args.beta_vae_factors else None),
-                              seed=args.seed,
+                              sample_count=args.sample_count, seed=args.seed,
                               progress=not args.quiet)
+        needs_hands = args.figures or args.sample_count > 0
+        hands = _sampling_gaussian(args.checkpoint, model) if needs_hands else None
         try:
-            results, collected = evaluate(model, dataset, options, device=device)
+            results, collected = evaluate(model, dataset, options, device=device, hands=hands)
         except EvaluationError as err:
             raise _Fail(f"{args.data}: {_one_line(err)}") from None
         except ReaderError as err:  # an unreadable image of a real dataset: `PATH: problem`
@@ -117,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             from handlatent.training.figures import make_figures
             try:
                 paths = _write(Path(args.figures), lambda p: make_figures(
-                    model, dataset, p, device=device, seed=args.seed, limit=args.limit))
+                    model, dataset, p, device=device, seed=args.seed, limit=args.limit,
+                    hands=hands))
             except EvaluationError as err:
                 raise _Fail(f"{args.data}: {_one_line(err)}") from None
             print(f"figures: {', '.join(str(x) for x in paths)}")

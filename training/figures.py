@@ -8,7 +8,8 @@
                              fixed, as skeletons, between label-encoded ground-truth poses
     fig5_pose_transfer.png   rows: pose images, columns: content images, cells:
                              decode(z_y1, z_y2 of the row, z_u of the column)
-    fig6_random_samples.png  decode(z), z ~ N(0, I), with the decoded 3D pose under each image
+    fig6_random_samples.png  decode(z) for z ~ N(0, I) and z from the Gaussian fitted to encoded
+                             hands (explorer.sampling), each with its decoded 3D pose under it
 
 Deterministic: the samples are a seeded choice from the dataset and the prior draws use a seeded
 torch.Generator. Inputs (encoded images, ground-truth poses) have red frames, as in the paper.
@@ -26,6 +27,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from handlatent.explorer.figures import BACKGROUND, TEXT_COLOR, draw_skeleton, fit_extent, upscale
+from handlatent.explorer.sampling import LatentGaussian
 
 INPUT_FRAME = (220, 40, 40)
 MIN_CELL = 128  # small model images are enlarged (nearest neighbour) to at least this size
@@ -283,25 +285,26 @@ def figure5(f: _Figures, pose_rows: Sequence[int] = (0, 1, 2, 3),
                   highlight=highlight)
 
 
-def figure6(f: _Figures, count: int = 10, per_row: int = 5) -> np.ndarray:
-    """decode(z) for z ~ N(0, I) (seeded), each image above its decoded 3D pose (a left hand)."""
+def figure6(f: _Figures, hands: LatentGaussian, count: int = 5) -> np.ndarray:
+    """decode(z) for `count` seeded draws from N(0, I) (the paper's prior) and as many from the
+    Gaussian fitted to encoded hands (the explorer's default), each above its decoded 3D pose."""
     generator = torch.Generator(device=f.device).manual_seed(f.seed)
-    z = torch.randn(count, f.layout.total, generator=generator, device=f.device)
-    images = f.decode_images(z)
-    poses = list(f.decode_xyz(z, False))
-    extent = _extent(poses)
-    rows = []
-    for start in range(0, count, per_row):
-        rows.append(images[start:start + per_row])
-        rows.append(_skeletons(poses[start:start + per_row], f.size, extent))
-    return mosaic(rows)
+    prior = torch.randn(count, f.layout.total, generator=generator, device=f.device)
+    fitted = torch.from_numpy(hands.sample(np.random.default_rng(f.seed), count)).to(f.device)
+    blocks = [f.decode_images(z) for z in (prior, fitted)]
+    poses = [list(f.decode_xyz(z, False)) for z in (prior, fitted)]
+    extent = _extent(poses[0] + poses[1])
+    rows = [blocks[0], _skeletons(poses[0], f.size, extent),
+            blocks[1], _skeletons(poses[1], f.size, extent)]
+    return mosaic(rows, row_labels=["z ~ N(0, I)", "", "z ~ hands fit", ""])
 
 
-def make_figures(model, dataset, out_dir, *, device="cpu", seed: int = 0, steps: int = 8,
-                 limit: int | None = None) -> list[Path]:
+def make_figures(model, dataset, out_dir, *, hands: LatentGaussian, device="cpu", seed: int = 0,
+                 steps: int = 8, limit: int | None = None) -> list[Path]:
     """Write the five figures as PNGs into `out_dir` (created); returns their paths.
 
-    The samples are a seeded choice among the first `limit` (None: all) of `dataset`.
+    The samples are a seeded choice among the first `limit` (None: all) of `dataset`. `hands`:
+    the sampling Gaussian (explorer.sampling) of fig. 6's second block.
     """
     f = _Figures(model, dataset, device=device, seed=seed, limit=limit)
     out = Path(out_dir)
@@ -311,6 +314,6 @@ def make_figures(model, dataset, out_dir, *, device="cpu", seed: int = 0, steps:
         "fig3_content_walk": figure3(f, steps=steps),
         "fig4_pose_walk": figure4(f, steps=max(3, steps - 2)),
         "fig5_pose_transfer": figure5(f),
-        "fig6_random_samples": figure6(f),
+        "fig6_random_samples": figure6(f, hands),
     }
     return [_save(pictures[name], out / f"{name}.png") for name in FIGURES]

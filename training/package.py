@@ -2,7 +2,8 @@
 
 Drops the optimizer and RNG state, stores the weights in half precision, and adds what the
 explorer needs at start-up: `latent_stats` (the KL of each latent dimension over synthetic hands,
-which orders and folds the sliders) and the training provenance (step, resolved config).
+which orders and folds the sliders, and the Gaussian fitted to those hands' posteriors that random
+samples are drawn from) and the training provenance (step, resolved config).
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from pathlib import Path
 import torch
 
 from handlatent.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from handlatent.explorer.stats import estimate_kl_per_dim
+from handlatent.explorer.sampling import fit_hands
+from handlatent.explorer.stats import encode_hands, kl_per_dim
 
 
-def package(src: Path, dst: Path, *, kl_samples: int = 512) -> dict:
+def package(src: Path, dst: Path, *, kl_samples: int = 2048) -> dict:
     """Write the shippable copy of `src` to `dst`; returns what was stored besides the weights."""
     extra = load_checkpoint(src).get("extra", {})
     model = load_model(src, device="cpu")
-    kl = estimate_kl_per_dim(model, n=kl_samples)
-    stored = {"latent_stats": {"kl_per_dim": [float(v) for v in kl],
+    mu, logvar = encode_hands(model, n=kl_samples)
+    stored = {"latent_stats": {"kl_per_dim": [float(v) for v in kl_per_dim(mu, logvar)],
+                               "hands": fit_hands(mu, logvar).to_stats(),
                                "source": f"{kl_samples} synthetic hands (explorer.stats)"},
               "training": {"step": extra.get("step"), "epoch": extra.get("epoch"),
                            "best_val_loss": extra.get("best_val_loss"),
@@ -38,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path, help="a checkpoint written by handlatent-train")
     parser.add_argument("dst", type=Path, help="where to write the shippable model")
-    parser.add_argument("--kl-samples", type=int, default=512)
+    parser.add_argument("--kl-samples", type=int, default=2048,
+                        help="synthetic hands encoded for the KL and the sampling Gaussian")
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
     try:

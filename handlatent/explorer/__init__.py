@@ -11,12 +11,13 @@ from handlatent.explorer.history import History
 from handlatent.explorer.images import (MAX_PIXELS, SLOTS, ImageError, LoadedImage,
                                         prepare_image)
 from handlatent.explorer.presets import PresetError
+from handlatent.explorer.sampling import SOURCES, LatentGaussian, fit_hands
 from handlatent.explorer.session import EVENTS, Session
 from handlatent.explorer.stats import INACTIVE_KL, estimate_kl_per_dim
 from handlatent.explorer.walk import ExportCancelled
 
 __all__ = ["EVENTS", "INACTIVE_KL", "MAX_PIXELS", "SLOTS", "AtlasRows", "DecodeWorker", "Decoded",
-           "Events", "ExportCancelled", "History", "ImageError", "LoadedImage", "NewestWorker",
-           "PresetError", "Session",
+           "Events", "ExportCancelled", "History", "ImageError", "LatentGaussian", "LoadedImage",
+           "NewestWorker", "PresetError", "SOURCES", "Session", "fit_hands",
            "draw_skeleton", "estimate_kl_per_dim", "fit_extent", "frame_with_skeleton",
            "panel_grid", "prepare_image"]

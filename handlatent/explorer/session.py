@@ -31,7 +31,9 @@ from handlatent.explorer.files import write_atomically
 from handlatent.explorer.figures import fit_extent, panel_grid
 from handlatent.explorer.history import DEFAULT_LIMIT, History
 from handlatent.explorer.images import SLOTS, ImageSource, LoadedImage, prepare_image
-from handlatent.explorer.stats import (INACTIVE_KL, estimate_kl_per_dim, images_to_tensor,
+from handlatent.explorer.sampling import (LatentGaussian, check_source, fit_hands,
+                                          hands_from_stats)
+from handlatent.explorer.stats import (INACTIVE_KL, encode_hands, images_to_tensor, kl_per_dim,
                                        kl_per_dim_from_stats)
 from handlatent.explorer.walk import Cancel, Progress, export_frames, interpolate
 from handlatent.model import DVAE
@@ -83,6 +85,8 @@ class Session:
         self.transfer_result: Decoded | None = None
         self.walk_position: float = 0.0
         self._kl = kl_per_dim_from_stats(latent_stats, self.layout.total)
+        self._hands = hands_from_stats(latent_stats, self.layout.total)
+        self._sampling = "hands"
         self._model_lock = threading.Lock()
         self._kl_lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -120,6 +124,7 @@ class Session:
             stored = extra.get("latent_stats") if isinstance(extra, dict) else None
             try:
                 kl_per_dim_from_stats(stored, model.layout.total)
+                hands_from_stats(stored, model.layout.total)
                 kw["latent_stats"] = stored
             except (ValueError, AttributeError) as error:
                 log.warning("%s: ignoring its latent_stats (%s)", os.fspath(path), error)
@@ -208,7 +213,8 @@ class Session:
 
     def randomize(self, part: str | None = None,
                   rng: np.random.Generator | int | None = None) -> np.ndarray:
-        """Draw the whole z (`part` None) or one sub-latent from N(0, I); locked parts stay.
+        """Draw the whole z (`part` None) or one sub-latent (its marginal) from the sampling
+        source (`sampling`); locked parts stay.
 
         `rng`: a numpy Generator or a seed. Returns the new latent (unchanged if all locked).
         """
@@ -224,10 +230,26 @@ class Session:
         self._apply(z, True)
         return self.latent
 
-    def sample_latent(self, rng: np.random.Generator | int | None = None) -> np.ndarray:
-        """A whole latent (d,) drawn from the prior N(0, I), leaving the session unchanged."""
+    def sample_latent(self, rng: np.random.Generator | int | None = None,
+                      source: str | None = None) -> np.ndarray:
+        """A whole latent (d,) drawn from `source` (default: `sampling`), session unchanged.
+
+        "hands": the Gaussian fitted to encoded hands (`hands_gaussian`); "prior": N(0, I).
+        """
+        source = check_source(self._sampling if source is None else source)
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        if source == "hands":
+            return self.hands_gaussian.sample(rng)
         return rng.standard_normal(self.layout.total).astype(np.float32)
+
+    @property
+    def sampling(self) -> str:
+        """Where `randomize` and `sample_latent` draw from: one of sampling.SOURCES."""
+        return self._sampling
+
+    @sampling.setter
+    def sampling(self, source: str) -> None:
+        self._sampling = check_source(source)
 
     def lock(self, part: str, locked: bool = True) -> None:
         """Lock (or unlock) sub-latent `part` against `randomize`."""
@@ -474,20 +496,37 @@ class Session:
 
     # ------------------------------------------------------------------------------ KL stats
 
+    def _estimate_stats(self) -> None:
+        """Fill in the KL and the hands' Gaussian that the checkpoint did not hold, from one
+        encoding of synthetic hands (can take a second); safe on a background thread."""
+        with self._kl_lock:
+            if self._kl is None or self._hands is None:
+                mu, logvar = encode_hands(self.model, n=stats.KL_SAMPLES, lock=self._model_lock)
+                self._kl = kl_per_dim(mu, logvar) if self._kl is None else self._kl
+                self._hands = fit_hands(mu, logvar) if self._hands is None else self._hands
+
     @property
     def kl_per_dim(self) -> np.ndarray:
         """Mean KL (nats) of q(z_i | x) to N(0, 1) per dimension, (d,): from the checkpoint's
-        latent_stats, else estimated once from synthetic images (can take a second)."""
-        with self._kl_lock:  # safe to compute first on a background thread
-            if self._kl is None:
-                self._kl = estimate_kl_per_dim(self.model, n=stats.KL_SAMPLES,
-                                               lock=self._model_lock)
-            return self._kl.copy()
+        latent_stats, else estimated once from synthetic images."""
+        if self._kl is None:
+            self._estimate_stats()
+        return self._kl.copy()
 
     @property
-    def latent_stats(self) -> dict[str, list[float]]:
-        """{"kl_per_dim": [...]} as a checkpoint's extra["latent_stats"] holds it."""
-        return {"kl_per_dim": [float(v) for v in self.kl_per_dim]}
+    def hands_gaussian(self) -> LatentGaussian:
+        """The Gaussian fitted to encoded hands (the "hands" sampling source): from the
+        checkpoint's latent_stats, else fitted once to synthetic images."""
+        if self._hands is None:
+            self._estimate_stats()
+        return self._hands
+
+    @property
+    def latent_stats(self) -> dict[str, Any]:
+        """{"kl_per_dim": [...], "hands": {mean, cov, n}} as a checkpoint's
+        extra["latent_stats"] holds it."""
+        return {"kl_per_dim": [float(v) for v in self.kl_per_dim],
+                "hands": self.hands_gaussian.to_stats()}
 
     def dim_order(self, part: str) -> list[int]:
         """Indices (into z) of `part`'s dimensions, by KL descending (ties: by index)."""

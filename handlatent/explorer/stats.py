@@ -1,4 +1,5 @@
-"""Per-dimension KL of the image posterior to the prior: which latent dimensions the model uses."""
+"""Statistics of the image posteriors over reference hands: the KL of each latent dimension
+(which dimensions the model uses) and the posteriors the sampling Gaussian is fitted to."""
 
 from __future__ import annotations
 
@@ -50,9 +51,9 @@ def _synthetic_images(n: int, size: int, seed: int) -> np.ndarray:
     return synth_scene.render_scene(synth_scene.sample_scene(rng, n), size)["image"]
 
 
-def estimate_kl_per_dim(model: DVAE, *, n: int = KL_SAMPLES, seed: int = KL_SEED,
-                        batch_size: int = 16, lock: threading.Lock | None = None) -> np.ndarray:
-    """Mean over `n` images of KL(q(z_i | x) || N(0, 1)) for each dimension i: (d,) float64.
+def encode_hands(model: DVAE, *, n: int = KL_SAMPLES, seed: int = KL_SEED, batch_size: int = 16,
+                 lock: threading.Lock | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The image posteriors (mu, logvar), each (n, d) float64, of `n` reference hands.
 
     The images are synthetic hands (handlatent.synth, fixed `seed`); if the renderer is not
     available, the model's own decodings of prior samples are used instead.
@@ -62,16 +63,27 @@ def estimate_kl_per_dim(model: DVAE, *, n: int = KL_SAMPLES, seed: int = KL_SEED
     try:
         images = images_to_tensor(_synthetic_images(n, size, seed), device)
     except Exception as error:  # the renderer is optional for the explorer
-        log.warning("synthetic images unavailable (%s: %s); estimating latent KL from decoded "
-                    "prior samples", type(error).__name__, error)
+        log.warning("synthetic images unavailable (%s: %s); estimating latent statistics from "
+                    "decoded prior samples", type(error).__name__, error)
         generator = torch.Generator(device=device).manual_seed(seed)
         with lock or nullcontext(), torch.inference_mode():
             images = model.decode(model.sample_prior(n, generator))["image"]
-    total = torch.zeros(model.layout.total, dtype=torch.float64)
+    mus, logvars = [], []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             with lock or nullcontext():
                 mu, logvar = model.encode_image(images[start:start + batch_size])
-            kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar)
-            total += kl.double().sum(0).cpu()
-    return (total / len(images)).numpy()
+            mus.append(mu.double().cpu())
+            logvars.append(logvar.double().cpu())
+    return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
+
+
+def kl_per_dim(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """Mean over the rows of KL(N(mu, exp(logvar)) || N(0, 1)) per dimension: (d,) float64."""
+    return (0.5 * (np.square(mu) + np.exp(logvar) - 1 - logvar)).mean(0)
+
+
+def estimate_kl_per_dim(model: DVAE, *, n: int = KL_SAMPLES, seed: int = KL_SEED,
+                        batch_size: int = 16, lock: threading.Lock | None = None) -> np.ndarray:
+    """Mean over `n` reference hands (`encode_hands`) of KL(q(z_i | x) || N(0, 1)): (d,)."""
+    return kl_per_dim(*encode_hands(model, n=n, seed=seed, batch_size=batch_size, lock=lock))
