@@ -214,6 +214,11 @@ def test_known_answer_units_handedness_visibility(synth_data):
     assert r["auc_20_50"] == pytest.approx(expected["auc_20_50"], abs=1e-12)
     assert r["pck"]["values"] == pytest.approx(expected["pck"]["values"], abs=1e-12)
     assert r["epe_mean_mm"] == pytest.approx(30.0, abs=1e-3)
+    # The oracle decodes the GT CPose and viewpoint (the offset is in xyz alone): composing them
+    # the evaluator's way must give the ground truth back, whichever half comes from the "model".
+    for half in ("gt_viewpoint", "gt_cpose"):
+        assert r["error_split"][half]["epe_mean_mm"] == pytest.approx(0.0, abs=1e-3), half
+        assert r["error_split"][half]["auc_20_50"] == 1.0
     assert r["epe_median_mm"] == pytest.approx(30.0, abs=1e-3)
     assert r["viewpoint_error_deg"] == pytest.approx(0.0, abs=1e-3)
     assert r["image_mse"] == 0.0

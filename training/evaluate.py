@@ -35,6 +35,7 @@ from handlatent.metrics import (
 )
 from handlatent.metrics.samples import THUMBNAIL_PX, frechet_distance, thumbnails
 from handlatent.rotations import geodesic_angle
+from handlatent.skeleton import compose
 
 # The dataset keys the evaluator reads; absent optional keys get the defaults of `collate_items`.
 _KEYS = ("image", "xyz", "scale", "visible", "is_right", "labelled", "cpose", "viewpoint")
@@ -142,6 +143,7 @@ class Collected:
     labelled_index: np.ndarray  # (M,) dataset indices of labelled samples
     pred_xyz: np.ndarray  # (M, 21, 3) decoded root-relative pose, bone units, GT handedness
     pred_viewpoint: np.ndarray  # (M, 3, 3)
+    pred_cpose: np.ndarray  # (M, 21, 3) decoded canonical pose, bone units
     gt_xyz_rel: np.ndarray  # (M, 21, 3) metres, root-relative
     gt_scale: np.ndarray  # (M,)
     gt_cpose: np.ndarray  # (M, 21, 3)
@@ -165,7 +167,8 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
     device = torch.device(device)
     layout = model.layout
     mus, logvars, idx_l = [], [], []
-    pred_xyz, pred_R, gt_rel, gt_s, gt_c, gt_R, vis, m1, m2, right = ([] for _ in range(10))
+    pred_xyz, pred_R, pred_c, gt_rel, gt_s, gt_c, gt_R, vis, m1, m2, right = (
+        [] for _ in range(11))
     sq_error, values = 0.0, 0
     grid: dict[str, list[np.ndarray]] = {"input": [], "reconstruction": [], "from_labels": []}
     bar = tqdm(total=count, desc="evaluating", unit="img", disable=not progress or None,
@@ -194,6 +197,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
                 idx_l.append(rows + start)
                 pred_xyz.append(decoded["xyz"][rows_d].double().cpu())
                 pred_R.append(decoded["viewpoint"][rows_d].double().cpu())
+                pred_c.append(decoded["cpose"][rows_d].double().cpu())
                 xyz = batch["xyz"][rows].double()
                 gt_rel.append(xyz - xyz[:, :1])
                 gt_s.append(batch["scale"][rows].double().reshape(-1))
@@ -225,6 +229,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
         image_sq_error=sq_error, image_values=values,
         labelled_index=cat(idx_l, (), np.int64),
         pred_xyz=cat(pred_xyz, (21, 3)), pred_viewpoint=cat(pred_R, (3, 3)),
+        pred_cpose=cat(pred_c, (21, 3)),
         gt_xyz_rel=cat(gt_rel, (21, 3)), gt_scale=cat(gt_s, ()), gt_cpose=cat(gt_c, (21, 3)),
         gt_viewpoint=cat(gt_R, (3, 3)), visible=cat(vis, (21,), bool),
         is_right=cat(right, (), bool),
@@ -257,9 +262,22 @@ def pose_metrics(c: Collected) -> dict[str, Any]:
                "viewpoint_error_deg": float(angles[mask].mean())}
         for hand, mask in (("left", ~c.is_right), ("right", c.is_right))
         if mask.any() and c.visible[mask].any()}
+    out["error_split"] = error_split(c)
     out["pose_count"] = int(len(c.gt_scale))
     out["visible_fraction"] = float(c.visible.mean())
     return out
+
+
+def error_split(c: Collected) -> dict[str, dict[str, float]]:
+    """Where the 3D error comes from: the decoded CPose under the GT viewpoint (its own error
+    alone) and the GT CPose under the decoded viewpoint (the viewpoint's), same protocol."""
+    def scored(cpose: np.ndarray, viewpoint: np.ndarray) -> dict[str, float]:
+        xyz = compose(cpose, viewpoint, is_right=c.is_right)
+        r = evaluate_pose(to_metric(xyz, c.gt_scale), c.gt_xyz_rel, c.visible)
+        return {k: r[k] for k in ("auc_20_50", "epe_mean_mm", "epe_median_mm")}
+
+    return {"gt_viewpoint": scored(c.pred_cpose, c.gt_viewpoint),
+            "gt_cpose": scored(c.gt_cpose, c.pred_viewpoint)}
 
 
 def kl_stats(mu: np.ndarray, logvar: np.ndarray, layout) -> dict[str, Any]:
@@ -440,7 +458,7 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
     results.update({k: pose.get(k) for k in ("auc_20_50", "auc_0_50", "epe_mean_mm", "epe_median_mm",
                                              "pck", "viewpoint_error_deg",
                                              "viewpoint_error_median_deg", "by_hand",
-                                             "visible_fraction")})
+                                             "error_split", "visible_fraction")})
     if "note" in pose:
         results["pose_note"] = pose["note"]
     results["image_mse"] = c.image_sq_error / c.image_values
@@ -501,6 +519,12 @@ def format_results(results: Mapping[str, Any]) -> str:
     for hand, row in (results.get("by_hand") or {}).items():
         lines.append(f"  {hand + ' hands':<26}{row['count']}: EPE {row['epe_mean_mm']:.2f} mm, "
                      f"viewpoint {row['viewpoint_error_deg']:.2f} deg")
+    for key, label in (("gt_viewpoint", "decoded CPose, GT view"),
+                       ("gt_cpose", "GT CPose, decoded view")):
+        row = (results.get("error_split") or {}).get(key)
+        if row:
+            lines.append(f"  {label:<26}AUC {row['auc_20_50']:.4f}, EPE {row['epe_mean_mm']:.2f}"
+                         f" / {row['epe_median_mm']:.2f} mm")
     pck = results.get("pck")
     if pck:
         pts = [(t, v) for t, v in zip(pck["thresholds_mm"], pck["values"])][::3]
