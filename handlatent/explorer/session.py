@@ -88,7 +88,7 @@ class Session:
         self._hands = hands_from_stats(latent_stats, self.layout.total)
         self._sampling = "hands"
         self._model_lock = threading.Lock()
-        self._kl_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._ids_lock = threading.Lock()
         self._z = np.zeros(self.layout.total, dtype=np.float32)
@@ -499,7 +499,7 @@ class Session:
     def _estimate_stats(self) -> None:
         """Fill in the KL and the hands' Gaussian that the checkpoint did not hold, from one
         encoding of synthetic hands (can take a second); safe on a background thread."""
-        with self._kl_lock:
+        with self._stats_lock:
             if self._kl is None or self._hands is None:
                 mu, logvar = encode_hands(self.model, n=stats.KL_SAMPLES, lock=self._model_lock)
                 self._kl = kl_per_dim(mu, logvar) if self._kl is None else self._kl
