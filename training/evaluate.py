@@ -417,8 +417,6 @@ def sample_quality(model, c: Collected, hands: LatentGaussian, *, count: int, se
     """Fréchet distances (metrics.samples) from `count` random samples, drawn from N(0, I) and
     from `hands`, to the reconstructions of the first `count` evaluated images; the floor is the
     distance between those and the next `count` reconstructions (two halves of the same data)."""
-    if len(c.mu) < 2 * count or count < 2:
-        return {"skipped": f"needs 2 x {count} evaluated images, got {len(c.mu)}"}
     generator = torch.Generator().manual_seed(seed)
     sources = {"prior": torch.randn(count, model.layout.total, generator=generator),
                "hands": torch.from_numpy(hands.sample(np.random.default_rng(seed), count)),
@@ -481,9 +479,13 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
         results["disentanglement"] = dis
     else:
         results["disentanglement"] = None
-    results["samples"] = (sample_quality(model, c, hands, count=options.sample_count,
-                                         seed=options.seed, device=device)
-                          if hands is not None and options.sample_count > 0 else None)
+    results["samples"] = None
+    if 0 < options.sample_count and len(c.mu) < 2 * max(2, options.sample_count):
+        results["samples"] = {"skipped": f"needs 2 x {options.sample_count} evaluated images, "
+                                         f"got {len(c.mu)}"}
+    elif 0 < options.sample_count and hands is not None:
+        results["samples"] = sample_quality(model, c, hands, count=options.sample_count,
+                                            seed=options.seed, device=device)
     results["options"] = asdict(options)
     results["units"] = {
         "auc_20_50": "PCK area 21.05-50 mm over 12 thresholds / range (0..1)",

@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 if args.beta_vae_factors else None),
                               sample_count=args.sample_count, seed=args.seed,
                               progress=not args.quiet)
-        needs_hands = args.figures or args.sample_count > 0
+        count = len(dataset) if args.limit is None else min(len(dataset), args.limit)
+        needs_hands = args.figures or 0 < 2 * args.sample_count <= count
         hands = _sampling_gaussian(args.checkpoint, model) if needs_hands else None
         try:
             results, collected = evaluate(model, dataset, options, device=device, hands=hands)
