@@ -412,6 +412,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def sample_score_skipped(sample_count: int, evaluated: int) -> str | None:
+    """Why the random-sample score cannot run with `sample_count` on `evaluated` images (it
+    needs two halves of that many reconstructions), or None when it can."""
+    if evaluated < 2 * max(2, sample_count):
+        return f"needs 2 x {sample_count} evaluated images, got {evaluated}"
+    return None
+
+
 def sample_quality(model, c: Collected, hands: LatentGaussian, *, count: int, seed: int,
                    device: torch.device | str) -> dict[str, Any]:
     """Fréchet distances (metrics.samples) from `count` random samples, drawn from N(0, I) and
@@ -480,9 +488,9 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
     else:
         results["disentanglement"] = None
     results["samples"] = None
-    if 0 < options.sample_count and len(c.mu) < 2 * max(2, options.sample_count):
-        results["samples"] = {"skipped": f"needs 2 x {options.sample_count} evaluated images, "
-                                         f"got {len(c.mu)}"}
+    skipped = sample_score_skipped(options.sample_count, len(c.mu))
+    if 0 < options.sample_count and skipped:
+        results["samples"] = {"skipped": skipped}
     elif 0 < options.sample_count and hands is not None:
         results["samples"] = sample_quality(model, c, hands, count=options.sample_count,
                                             seed=options.seed, device=device)

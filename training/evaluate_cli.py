@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from handlatent.checkpoint import CheckpointError, load_model
     from handlatent.data.crop import ReaderError
     from handlatent.training.evaluate import (EvalOptions, EvaluationError, evaluate, format_results,
-                                              save_plots)
+                                              sample_score_skipped, save_plots)
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                               sample_count=args.sample_count, seed=args.seed,
                               progress=not args.quiet)
         count = len(dataset) if args.limit is None else min(len(dataset), args.limit)
-        needs_hands = args.figures or 0 < 2 * args.sample_count <= count
+        needs_hands = args.figures or (args.sample_count > 0
+                                       and sample_score_skipped(args.sample_count, count) is None)
         hands = _sampling_gaussian(args.checkpoint, model) if needs_hands else None
         try:
             results, collected = evaluate(model, dataset, options, device=device, hands=hands)
