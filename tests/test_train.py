@@ -139,6 +139,20 @@ def test_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
         assert r["total"] == pytest.approx(s["total"], rel=1e-6)
 
 
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_time_budget_stops_after_the_step_that_spends_it(data_dir, tmp_path, clock):
+    """run.time_budget_min ends the run early like a signal: last.pt saved, resumable."""
+    sets = [f"data.train={data_dir}", "run.steps=50", "run.val_interval=100",
+            "run.time_budget_min=1e-6", f"run.time_clock={clock}"]
+    summary = train(load_config(SMOKE, sets), tmp_path / "run")
+    assert summary["step"] == 1 and summary["stopped_by"] == f"time_budget_min=1e-06 ({clock})"
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["extra"]["step"] == 1
+    summary = train(load_config(SMOKE, sets), tmp_path / "run", resume=True)
+    assert summary["step"] == 2
+    with pytest.raises(ConfigError, match="run.time_budget_min: must be > 0"):
+        load_config(SMOKE, ["run.time_budget_min=0"])
+
+
 def test_sigterm_saves_last_pt_and_exits_0(data_dir, tmp_path):
     """SIGTERM to the whole process group (as torchrun, Slurm or a Ctrl-C do): the DataLoader
     worker must survive it, the trainer finish its step and save."""

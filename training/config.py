@@ -142,6 +142,12 @@ class RunConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
     threads: int | None = None  # torch CPU threads (null: all cores, shared between processes)
+    # Stop (saving last.pt, like a signal) after this many minutes of training, counted from
+    # this start or resume. `time_clock` says which clock: `wall`, or `cpu` (this process's CPU
+    # time: equal budgets for runs compared on a machine that other jobs share; use workers: 0
+    # so the data loading is counted too).
+    time_budget_min: float | None = None
+    time_clock: Literal["wall", "cpu"] = "wall"
     # torchvision ResNet-18 weights (resnet18-*.pth) to initialise the image encoder with.
     init_encoder: str | None = field(default=None, metadata=_path("file"))
     # A handlatent checkpoint (e.g. an earlier run's best.pt) whose weights start this run:
@@ -167,6 +173,7 @@ def _check_semantics(cfg: TrainConfig) -> None:
         "run.steps": r.steps, "run.epochs": r.epochs, "run.log_interval": r.log_interval,
         "run.val_interval": r.val_interval, "run.ckpt_interval": r.ckpt_interval,
         "run.val_batches": r.val_batches, "run.threads": r.threads,
+        "run.time_budget_min": r.time_budget_min,
         "data.batch_size": d.batch_size, "data.val_count": d.val_count,
         "optim.lr": o.lr, "optim.step_size": o.step_size,
     }

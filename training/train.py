@@ -176,6 +176,9 @@ def _train(cfg, out, device, dist, resume, stop_after, stop, loaders: list) -> d
                disable=not (main and sys.stderr.isatty()))
     sums, n_sums, data_wait, step_time = {}, 0, 0.0, 0.0
     stopped_by = None
+    clock = time.process_time if cfg.run.time_clock == "cpu" else time.perf_counter
+    deadline = (None if cfg.run.time_budget_min is None
+                else clock() + 60.0 * cfg.run.time_budget_min)
     loss_fn.train()
     while step < total_steps:
         t0 = time.perf_counter()
@@ -253,6 +256,8 @@ def _train(cfg, out, device, dist, resume, stop_after, stop, loaders: list) -> d
             stopped_by = signal.Signals(stop.signum).name if stop.signum else "signal"
         elif stop_after is not None and step >= stop_after:
             stopped_by = f"stop_after={stop_after}"
+        elif deadline is not None and distributed.any_rank(clock() >= deadline, dist, device):
+            stopped_by = f"time_budget_min={cfg.run.time_budget_min:g} ({cfg.run.time_clock})"
         if main and (stopped_by or step % cfg.run.ckpt_interval == 0 or step == total_steps):
             run.save(run.last, model, training_state())
         if stopped_by:
