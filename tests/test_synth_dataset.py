@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+from scipy.ndimage import binary_dilation
 import pytest
 import torch
 
@@ -48,7 +49,7 @@ def test_render_keys_dtypes_shapes(batch):
               "is_right": (np.bool_, (N,)), "cpose": (np.float32, (N, 21, 3)),
               "viewpoint": (np.float32, (N, 3, 3)), "scale": (np.float32, (N,)),
               "K": (np.float32, (N, 3, 3)), "template": (np.int16, (N,)),
-              "content": (np.float32, (N, F))}
+              "content": (np.float32, (N, F)), "mask": (np.bool_, (N, S, S))}
     assert set(out) == set(expect)
     for k, (dt, shp) in expect.items():
         assert out[k].dtype == dt and out[k].shape == shp, k
@@ -56,6 +57,16 @@ def test_render_keys_dtypes_shapes(batch):
     assert (z >= 0.3 - 1e-6).all() and (z <= 0.7 + 1e-6).all()
     assert 0.2 < out["is_right"].mean() < 0.8
     assert len(np.unique(out["template"])) >= 10
+    # the hand mask covers the visible joints' pixels (a fingertip keypoint sits on the
+    # silhouette's edge: within a pixel of it), and leaves background
+    pix = np.floor(out["uv"] + 0.5).astype(int).clip(0, S - 1)
+    n_idx = np.arange(N)[:, None]
+    on_hand = out["mask"][n_idx, pix[..., 1], pix[..., 0]]
+    joints = [k for k in range(21) if k not in (1, 5, 9, 13, 17)]
+    assert on_hand[:, joints][out["visible"][:, joints]].all()
+    grown = np.stack([binary_dilation(m) for m in out["mask"]])
+    assert grown[n_idx, pix[..., 1], pix[..., 0]][out["visible"]].mean() > 0.99
+    assert 0.05 < out["mask"].mean() < 0.8
 
 
 def test_deterministic_and_chunk_independent(batch):
@@ -178,6 +189,8 @@ def test_cli_dataset_read_back(dataset):
     img = torch.from_numpy(direct["image"][7]).permute(2, 0, 1).float() / 127.5 - 1
     assert torch.equal(item["image"], img)
     assert torch.equal(item["xyz"], torch.from_numpy(direct["xyz"][7]))
+    assert item["mask"].dtype == torch.bool
+    assert torch.equal(item["mask"], torch.from_numpy(direct["mask"][7]))
     meta = json.loads((dataset / "meta.json").read_text())
     assert meta["count"] == 40 and meta["size"] == S and meta["seed"] == 3
     # picklable for DataLoader workers, without dragging the images along
@@ -253,13 +266,15 @@ def test_overwrite_replaces_dataset(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["truncate_meta", "delete_meta", "delete_images",
-                                    "truncate_images", "truncate_labels"])
+                                    "truncate_images", "truncate_labels", "delete_masks",
+                                    "truncate_masks"])
 def test_damaged_dataset_gives_clear_error(tmp_path, damage):
     out = tmp_path / "d"
     store.write_dataset(out, 6, 16, 0)
     target = {"truncate_meta": "meta.json", "delete_meta": "meta.json",
               "delete_images": "images.npy", "truncate_images": "images.npy",
-              "truncate_labels": "labels.npz"}[damage]
+              "truncate_labels": "labels.npz", "delete_masks": "masks.npy",
+              "truncate_masks": "masks.npy"}[damage]
     f = out / target
     if damage.startswith("delete"):
         f.unlink()

@@ -46,6 +46,8 @@ class SyntheticHandDataset(Dataset):
         self._images = images
         self._twins = open_twins(self.path, meta)
         self.has_twins = self._twins is not None
+        self._masks = store.open_masks(self.path, meta)
+        self.has_masks = self._masks is not None
         n = int(meta["count"])
         if indices is None:
             self.indices = None
@@ -59,6 +61,7 @@ class SyntheticHandDataset(Dataset):
     def _reopen(self) -> None:
         meta, self._images, self._labels = store.open_arrays(self.path)
         self._twins = open_twins(self.path, meta) if self.has_twins else None
+        self._masks = store.open_masks(self.path, meta)
         if meta != self.meta:
             raise ValueError(f"{self.path}: the dataset changed on disk since it was opened")
 
@@ -82,6 +85,7 @@ class SyntheticHandDataset(Dataset):
         state["_images"] = None
         state["_labels"] = None
         state["_twins"] = None
+        state["_masks"] = None
         return state
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
@@ -108,6 +112,8 @@ class SyntheticHandDataset(Dataset):
         }
         if self.has_twins:  # (self.images above reopened the twins too after unpickling)
             item["content_image"] = _to_tensor(self._twins[j])
+        if self.has_masks:
+            item["mask"] = torch.from_numpy(self._masks[j] != 0)
         return item
 
     def __repr__(self) -> str:

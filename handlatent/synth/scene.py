@@ -278,7 +278,8 @@ def render_scene(scene: Scene, size: int, *, num_threads: int | None = None) -> 
     Keys: ``image`` (N,S,S,3) uint8; ``xyz`` (N,21,3) camera frame, metres, palm at index 0;
     ``uv`` (N,21,2) pixels of the crop; ``visible`` (N,21) bool; ``is_right`` (N,) bool;
     ``cpose`` (N,21,3), ``viewpoint`` (N,3,3), ``scale`` (N,) from ``skeleton.canonicalize``;
-    ``K`` (N,3,3); ``template`` (N,) int16; ``content`` (N,F) float32.
+    ``K`` (N,3,3); ``template`` (N,) int16; ``content`` (N,F) float32; ``mask`` (N,S,S) bool,
+    the hand's pixels (those the renderer's depth buffer holds a surface for).
     """
     size = int(size)
     geom = kinematics.forward_kinematics(scene.angles, scene.shape, scene.wrist)
@@ -317,4 +318,5 @@ def render_scene(scene: Scene, size: int, *, num_threads: int | None = None) -> 
         "K": K.astype(np.float32),
         "template": scene.template.astype(np.int16),
         "content": content,
+        "mask": np.isfinite(depth),
     }

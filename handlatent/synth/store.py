@@ -40,6 +40,7 @@ __all__ = [
     "image_stream",
     "read_meta",
     "open_arrays",
+    "open_masks",
 ]
 
 FORMAT_NAME = "handlatent-synth"
@@ -47,6 +48,7 @@ FORMAT_VERSION = 1
 # Bump when the same seed would give different samples (kinematics, camera, skin, renderer...).
 GENERATOR_VERSION = "1"
 META_FILE, IMAGES_FILE, LABELS_FILE = "meta.json", "images.npy", "labels.npz"
+MASKS_FILE = "masks.npy"  # (N, S, S) uint8 0/1: the hand's pixels (optional: older datasets lack it)
 
 
 def LABEL_SPECS(num_content: int) -> dict[str, tuple[str, tuple]]:  # noqa: N802 - a table
@@ -162,7 +164,8 @@ def write_dataset(
 
             bar = tqdm(total=count, unit="img", desc=f"synth {size}px", dynamic_ncols=True)
         shape = (count, size, size, 3)
-        with image_stream(tmp / IMAGES_FILE, shape) as append:
+        with image_stream(tmp / IMAGES_FILE, shape) as append, \
+                image_stream(tmp / MASKS_FILE, shape[:3]) as append_mask:
             labels: dict[str, np.ndarray] | None = None
             for start in range(0, count, chunk):
                 stop = min(count, start + chunk)
@@ -170,6 +173,7 @@ def write_dataset(
                 image = batch.pop("image")
                 assert image.shape == (stop - start,) + shape[1:]
                 append(image)
+                append_mask(batch.pop("mask"))
                 if labels is None:
                     labels = {k: np.empty((count,) + v.shape[1:], v.dtype)
                               for k, v in batch.items()}
@@ -233,6 +237,7 @@ def _make_meta(count: int, size: int, seed: int, specs: dict) -> dict:
         "seed": seed,
         "block": _scene.BLOCK,
         "images": {"file": IMAGES_FILE, "dtype": "uint8", "shape": [count, size, size, 3]},
+        "masks": {"file": MASKS_FILE, "dtype": "uint8", "shape": [count, size, size]},
         "labels": {
             "file": LABELS_FILE,
             "arrays": {k: {"dtype": dt, "shape": [count, *shp]} for k, (dt, shp) in specs.items()},
@@ -306,6 +311,26 @@ def open_arrays(path) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
                                f"{spec['dtype']}{spec['shape']}")
     assert images.shape[0] == count and images.shape[1] == size
     return meta, images, labels
+
+
+def open_masks(path, meta: dict) -> np.ndarray | None:
+    """The read-only memory map (N, S, S) uint8 of a dataset's hand masks, or None for a
+    dataset written before masks were stored."""
+    spec = meta.get("masks")
+    if spec is None:
+        return None
+    mf = Path(path) / spec["file"]
+    if not mf.is_file():
+        raise FileNotFoundError(f"{mf}: masks file missing")
+    want = (meta["count"], meta["size"], meta["size"])
+    try:
+        masks = np.load(mf, mmap_mode="r", allow_pickle=False)
+    except Exception as e:
+        raise DatasetError(f"{mf}: incomplete or corrupt ({type(e).__name__}: {e})") from None
+    if masks.shape != want or masks.dtype != np.uint8:
+        raise DatasetError(f"{mf}: holds {masks.dtype}{list(masks.shape)}, "
+                           f"expected uint8{list(want)}")
+    return masks
 
 
 def open_images(path, meta: dict | None = None) -> np.ndarray:
