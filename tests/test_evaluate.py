@@ -70,6 +70,9 @@ def test_json_keys_shapes_and_ranges(cli_run, checkpoint, synth_data):
     assert np.allclose(r["pck"]["thresholds_mm"], PCK_THRESHOLDS_M * 1000)
     assert pck.shape == (20,) and np.all(np.diff(pck) >= 0) and 0 <= pck.min() and pck.max() <= 1
     assert 0.0 < r["image_mse"] <= 4.0  # [-1, 1] images: the squared error is at most 4
+    # PSNR in [0, 1] units: the [-1, 1] MSE is 4 times the [0, 1] one
+    assert r["image_psnr_db"] == pytest.approx(10 * np.log10(4 / r["image_mse"]))
+    assert 0 < r["hand_psnr_db"] < 60 and 0 < r["sharpness"] and "image_quality_note" not in r
 
 
 def test_kl_per_sub_latent_and_dimension(cli_run):
@@ -222,6 +225,7 @@ def test_known_answer_units_handedness_visibility(synth_data):
     assert r["epe_median_mm"] == pytest.approx(30.0, abs=1e-3)
     assert r["viewpoint_error_deg"] == pytest.approx(0.0, abs=1e-3)
     assert r["image_mse"] == 0.0
+    assert r["sharpness"] == 1.0  # the oracle decodes the input itself
     hands = r["by_hand"]
     assert (hands["left"]["count"], hands["right"]["count"]) == ((~right).sum(), right.sum())
     for row in hands.values():

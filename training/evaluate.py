@@ -26,6 +26,7 @@ from tqdm import tqdm
 from handlatent.explorer.decoder import to_uint8_images
 from handlatent.explorer.sampling import LatentGaussian
 from handlatent.metrics import (
+    ImageQuality,
     beta_vae_score,
     evaluate_pose,
     latent_regression_table,
@@ -38,7 +39,8 @@ from handlatent.rotations import geodesic_angle
 from handlatent.skeleton import compose
 
 # The dataset keys the evaluator reads; absent optional keys get the defaults of `collate_items`.
-_KEYS = ("image", "xyz", "scale", "visible", "is_right", "labelled", "cpose", "viewpoint")
+_KEYS = ("image", "xyz", "scale", "visible", "is_right", "labelled", "cpose", "viewpoint",
+         "mask")
 RECON_GRID_ROWS = 8  # samples kept for the reconstruction grid of --plots
 TABLE4_SOURCES = ("z_y1~q(x)", "z_y1~q(y1)", "z_y2~q(x)", "z_y2~q(y2)", "z_cross~q(x)", "noise")
 
@@ -83,7 +85,8 @@ def _as_tensor(value: Any) -> torch.Tensor:
 
 
 def collate_items(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack the keys the evaluator needs; `visible` defaults to all, `labelled` to True."""
+    """Stack the keys the evaluator needs; `visible` defaults to all, `labelled` to True; `mask`
+    (the hand's pixels) is None unless every item has one."""
     n = len(items)
     out: dict[str, torch.Tensor] = {}
     for key in _KEYS:
@@ -100,6 +103,8 @@ def collate_items(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]
             out[key] = None  # type: ignore[assignment]  (unlabelled data: no pose at all)
             continue
         out[key] = torch.stack([_as_tensor(v) for v in values])
+    if out["mask"] is not None:
+        out["mask"] = out["mask"].bool()
     out["visible"] = out["visible"].bool()
     out["labelled"] = out["labelled"].bool().reshape(n)
     if out["is_right"] is not None:
@@ -140,6 +145,7 @@ class Collected:
     logvar: np.ndarray  # (N, d)
     image_sq_error: float  # sum over samples and pixels of (decode(mu).image - input)²
     image_values: int  # number of (pixel, channel) values summed into image_sq_error
+    image_quality: dict  # image_psnr_db, hand_psnr_db, sharpness (handlatent.metrics.image)
     labelled_index: np.ndarray  # (M,) dataset indices of labelled samples
     pred_xyz: np.ndarray  # (M, 21, 3) decoded root-relative pose, bone units, GT handedness
     pred_viewpoint: np.ndarray  # (M, 3, 3)
@@ -169,7 +175,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
     mus, logvars, idx_l = [], [], []
     pred_xyz, pred_R, pred_c, gt_rel, gt_s, gt_c, gt_R, vis, m1, m2, right = (
         [] for _ in range(11))
-    sq_error, values = 0.0, 0
+    sq_error, values, quality = 0.0, 0, ImageQuality()
     grid: dict[str, list[np.ndarray]] = {"input": [], "reconstruction": [], "from_labels": []}
     bar = tqdm(total=count, desc="evaluating", unit="img", disable=not progress or None,
                leave=False)
@@ -184,6 +190,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
             decoded = model.decode(mu, is_right=is_right)
             sq_error += float((decoded["image"].float() - image).square().sum())
             values += image.numel()
+            quality.add(decoded["image"], image, batch["mask"])
             mus.append(mu.float().cpu())
             logvars.append(logvar.float().cpu())
 
@@ -226,7 +233,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
     s = model.config.image_size
     return Collected(
         mu=cat(mus, (layout.total,)), logvar=cat(logvars, (layout.total,)),
-        image_sq_error=sq_error, image_values=values,
+        image_sq_error=sq_error, image_values=values, image_quality=quality.results(),
         labelled_index=cat(idx_l, (), np.int64),
         pred_xyz=cat(pred_xyz, (21, 3)), pred_viewpoint=cat(pred_R, (3, 3)),
         pred_cpose=cat(pred_c, (21, 3)),
@@ -468,6 +475,9 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
     if "note" in pose:
         results["pose_note"] = pose["note"]
     results["image_mse"] = c.image_sq_error / c.image_values
+    results.update({k: v for k, v in c.image_quality.items() if k != "note"})
+    if "note" in c.image_quality:
+        results["image_quality_note"] = c.image_quality["note"]
     results["kl"] = kl_stats(c.mu, c.logvar, model.layout)
     results["latent_layout"] = model.layout.to_dict()
     results["image_size"] = model.config.image_size
@@ -501,6 +511,11 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
         "viewpoint_error_deg": "mean geodesic angle between decoded and GT viewpoint (deg)",
         "image_mse": "mean over samples, pixels and channels of (decode(mu) - input)^2, "
                      "images in [-1, 1]",
+        "image_psnr_db": "10 log10(1 / MSE) of decode(mu) against the input, images in [0, 1], "
+                         "pooled over every value (dB)",
+        "hand_psnr_db": "the same over the hand's pixels only (the dataset's masks) (dB)",
+        "sharpness": "mean gradient magnitude of decode(mu) over that of the input, inside the "
+                     "hand (below 1: blurred; above 1: grain)",
         "kl": "KL(q(z|x) || N(0, I)) of the image posterior, mean over samples (nats)",
         "samples": "Fréchet distance of 8 px thumbnails of decoded random samples to the "
                    "reconstructions of the evaluated images (fd_floor: two halves of those)",
@@ -543,6 +558,11 @@ def format_results(results: Mapping[str, Any]) -> str:
         lines.append(f"  ({results['pose_note']})")
     lines.append("")
     lines.append(f"{'image MSE ([-1,1] units)':<28}{results['image_mse']:.5f}")
+    lines.append(f"{'PSNR image / hand (dB)':<28}{_fmt(results.get('image_psnr_db'), '.2f')} / "
+                 f"{_fmt(results.get('hand_psnr_db'), '.2f')}")
+    lines.append(f"{'sharpness (hand)':<28}{_fmt(results.get('sharpness'), '.3f')}")
+    if results.get("image_quality_note"):
+        lines.append(f"  ({results['image_quality_note']})")
     kl = results["kl"]
     parts = "  ".join(f"{k} {kl[k]:.2f}" for k in results["latent_layout"])
     lines.append(f"{'KL q(z|x) (nats)':<28}total {kl['total']:.2f}  {parts}")

@@ -7,6 +7,7 @@ from handlatent.metrics.disentanglement import (
     noise_source,
     pair_sampler,
 )
+from handlatent.metrics.image import ImageQuality, gradient_magnitude, psnr_db
 from handlatent.metrics.pose import (
     PCK_THRESHOLDS_M,
     auc,
@@ -19,17 +20,20 @@ from handlatent.metrics.pose import (
 )
 
 __all__ = [
+    "ImageQuality",
     "LooKernelRidge",
     "PCK_THRESHOLDS_M",
     "auc",
     "beta_vae_score",
     "epe_stats",
     "evaluate_pose",
+    "gradient_magnitude",
     "keypoint_errors",
     "latent_regression_table",
     "noise_source",
     "pair_sampler",
     "pck_curve",
+    "psnr_db",
     "to_metric",
     "viewpoint_error_deg",
 ]
