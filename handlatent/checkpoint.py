@@ -15,8 +15,8 @@ from typing import Any, Mapping
 import torch
 
 from handlatent.model import DVAE, LatentLayout, ModelConfig, build_model
+from handlatent.resources import MODELS_FOLDER, asset_folder
 
-BUNDLED_MODEL = Path("assets") / "models" / "synth-hands-128.pt"
 FORMAT = "handlatent-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "model_config", "layout", "state_dict", "extra")
@@ -141,8 +141,21 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> 
 
 
 def bundled_model() -> Path:
-    """Where the bundled model lives: assets/ beside the package folders (the repository root)."""
-    return Path(__file__).resolve().parent.parent / BUNDLED_MODEL
+    """The bundled model: the one .pt file shipped in handlatent.assets' models/ folder, whatever
+    its name (so a retrained model can replace it without code changes).
+
+    Raises CheckpointError (one line) when that folder holds no .pt file or several.
+    """
+    folder = asset_folder(MODELS_FOLDER)
+    models = sorted(folder.glob("*.pt")) if folder.is_dir() else []
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        raise CheckpointError(f"no --checkpoint given and there is no bundled model (no .pt file "
+                              f"in {folder}; train one or pass --checkpoint MODEL.pt)")
+    raise CheckpointError(f"no --checkpoint given and the bundled models folder {folder} holds "
+                          f"{len(models)} models ({', '.join(m.name for m in models)}): keep one "
+                          f"or pass --checkpoint MODEL.pt")
 
 
 def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
@@ -154,6 +167,6 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
         return Path(checkpoint)
     path = bundled_model()
     if not path.is_file():
-        raise CheckpointError(f"no --checkpoint given and the bundled model {BUNDLED_MODEL} is "
-                              f"not there (train it or pass --checkpoint MODEL.pt)")
+        raise CheckpointError(f"no --checkpoint given and the bundled model {path} is not there "
+                              f"(train it or pass --checkpoint MODEL.pt)")
     return path
