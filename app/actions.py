@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import QMenu, QStyle, QToolBar
+
+from handlatent.resources import example_images
 
 if TYPE_CHECKING:
     from handlatent.app.main_window import MainWindow
@@ -56,6 +58,7 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
     w.recent_menu = QMenu("Open &recent", w)
     w.recent_menu.aboutToShow.connect(w.rebuild_recent_menu)
     file_menu.addMenu(w.recent_menu)
+    file_menu.addMenu(_examples_menu(w))
     file_menu.addSeparator()
     file_menu.addAction(act("load_preset", "&Load preset…", w.load_preset_dialog, "Ctrl+L",
                             "Load a latent from a preset JSON file"))
@@ -164,6 +167,20 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
     w.addToolBar(toolbar)
     w.toolbar = toolbar
     return actions
+
+
+def _examples_menu(w: "MainWindow") -> QMenu:
+    """File ▸ Open example: the bundled example hands, each with its picture as the icon."""
+    menu = QMenu("Open e&xample", w)
+    menu.setObjectName("examples-menu")
+    examples = example_images()
+    if not examples:
+        menu.addAction("(none shipped)").setEnabled(False)
+    for path in examples:
+        a = menu.addAction(QIcon(str(path)), path.stem)
+        a.setStatusTip(f"Estimate the pose of the bundled example {path.name}")
+        a.triggered.connect(lambda _=False, p=str(path): w.open_example(p))
+    return menu
 
 
 def shortcut_actions(actions: dict[str, QAction]) -> list[QAction]:

@@ -3,7 +3,8 @@
     handlatent-gui [IMAGE] [--checkpoint model.pt] [--device auto|cpu|cuda] [--screenshot out.png]
                    [--atlas]
 
-Without --checkpoint the bundled model assets/models/synth-hands-128.pt is used. A missing,
+Without --checkpoint the bundled model (the .pt file in assets/models/) is used; without IMAGE
+the window opens on the first bundled example hand (assets/examples/). A missing,
 corrupt or unsafe checkpoint gives a one-line message on stderr (and a dialog when a window can
 be shown) and exit status 2; never a traceback. --screenshot opens the window, waits for the
 first decoded frame and a rendered 3D view (and, with --atlas, the whole latent atlas), saves
@@ -51,8 +52,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Latent-space explorer for the disentangled hand VAE (dVAE).")
     parser.add_argument("--checkpoint", metavar="MODEL.pt",
-                        help="model checkpoint (default: the bundled "
-                             "assets/models/synth-hands-128.pt)")
+                        help="model checkpoint (default: the bundled model in "
+                             "assets/models/)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the model runs (default: auto = CUDA if available)")
     parser.add_argument("--threads", type=_threads, default=1, metavar="N",
@@ -63,7 +64,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="open the window, save a screenshot once the first frame is "
                              "shown, and exit")
     parser.add_argument("image", nargs="?", metavar="IMAGE",
-                        help="an image to open at start: its pose is estimated (as File > Open)")
+                        help="an image to open at start: its pose is estimated (as File > Open; "
+                             "default: the first bundled example hand)")
     parser.add_argument("--atlas", action="store_true",
                         help="open the Latent atlas dock at start (View > Latent atlas, A)")
     parser.add_argument("--no-dialogs", action="store_true",
@@ -176,6 +178,22 @@ class ScreenshotTaker:
         self.window.close()
 
 
+def _open_start_image(window: Any, image: str | None) -> None:
+    """Open IMAGE, else the first bundled example hand, so the window starts on a hand and not
+    at z = 0. A bad image is reported in the status bar (and, for an example, on stderr)."""
+    if image:
+        window.open_image(image)
+        return
+    from handlatent.resources import EXAMPLES_FOLDER, asset_folder, example_images
+    examples = example_images()
+    if examples and window.open_example(str(examples[0])):
+        return
+    if not examples:
+        window.show_message(f"no example hands in {asset_folder(EXAMPLES_FOLDER)}: starting "
+                            f"from z = 0 (open a hand image with File > Open image)")
+    print(f"{PROG}: {window.statusBar().currentMessage()}", file=sys.stderr)
+
+
 def _quit_on_ctrl_c(app: Any, window: Any) -> None:
     """Ctrl+C in the terminal closes the window (Python only sees signals between Qt events,
     so a slow timer gives it the chance)."""
@@ -221,8 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         window = MainWindow(session)
         window.atlas_dock.setVisible(args.atlas)
         window.show()
-        if args.image:
-            window.open_image(args.image)  # a bad image is reported in the status bar
+        _open_start_image(window, args.image)
         freeze_startup_objects()
         _quit_on_ctrl_c(app, window)
         taker = None

@@ -252,15 +252,25 @@ class MainWindow(ImageDropMixin, QMainWindow):
         if path:
             self.open_image(path)
 
-    def open_image(self, path: str) -> bool:
-        """Estimate the pose of an image file; a bad file leaves the session unchanged."""
+    def open_image(self, path: str, remember: bool = True) -> bool:
+        """Estimate the pose of an image file; a bad file leaves the session unchanged.
+        `remember`: list it in File ▸ Open recent."""
         try:
             self.session.estimate(path)
         except ValueError as error:   # ImageError: one line naming the file and the problem
             self.show_message(str(error))
             return False
-        self.add_recent(path)
+        if remember:
+            self.add_recent(path)
         self.show_message(f"Estimated the pose of {os.path.basename(path)}")
+        return True
+
+    def open_example(self, path: str) -> bool:
+        """Open a bundled example hand (File ▸ Open example), kept out of the recent files."""
+        if not self.open_image(path, remember=False):
+            return False
+        self.show_message(f"Estimated the pose of the example hand {os.path.basename(path)} "
+                          f"(File ▸ Open example lists the others, File ▸ Open image opens yours)")
         return True
 
     def load_preset_dialog(self) -> None:
