@@ -9,19 +9,18 @@ finger may follow it), z_u stays and the whole drag is one undo step.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from handlatent.checkpoint import load_model
+from handlatent.checkpoint import bundled_model, load_model
 from handlatent.explorer import Session, drag
 from handlatent.explorer.drag import DRAGGABLE_JOINTS, Z_LIMIT, drag_update, pose_points
 from handlatent.model import ModelConfig, build_model
 
 torch.set_num_threads(1)   # tiny ops: extra threads only contend with other jobs
-BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "models" / "synth-hands-128.pt"
+BUNDLED = bundled_model()   # the one .pt in assets/models, whatever its name
 STATS = {"kl_per_dim": [1.0] * 64}    # spares the KL estimate
 MOVES = 10
 

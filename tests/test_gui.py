@@ -417,6 +417,62 @@ def test_cli_screenshot_writes_png(checkpoint, tmp_path):
     assert pixels.std() > 5     # not a blank window
 
 
+def test_window_starts_on_the_first_example_hand_resized_to_the_model(window, session):
+    from PIL import Image
+
+    from handlatent.app.cli import _open_start_image
+    from handlatent.resources import example_images
+    assert not np.any(session.latent)                 # the window alone starts at z = 0
+    _open_start_image(window, None)                   # what handlatent-gui does without IMAGE
+    first = example_images()[0]
+    loaded = session.images["estimate"]
+    assert loaded.path == first and window.input_pane.isVisible()
+    np.testing.assert_allclose(session.latent, loaded.z)
+    assert np.any(session.latent)
+    with Image.open(first) as im:                     # 128 px example, 64 px model
+        assert im.size == (128, 128)
+        expected = np.asarray(im.convert("RGB").resize((64, 64), Image.Resampling.LANCZOS))
+    assert loaded.model_input.shape == (64, 64, 3)
+    assert np.abs(loaded.model_input.astype(int) - expected).mean() < 2
+    assert window.recent_files() == []                # examples stay out of Open recent
+    assert first.name in window.statusBar().currentMessage()
+
+
+@pytest.mark.parametrize("problem", ["none shipped", "corrupt"])
+def test_a_missing_or_corrupt_example_leaves_z_zero_with_one_line(window, session, tmp_path,
+                                                                  monkeypatch, capsys, problem):
+    from handlatent.app.cli import _open_start_image
+    bad = tmp_path / "1-fist.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really")
+    monkeypatch.setattr("handlatent.resources.example_images",
+                        lambda: [] if problem == "none shipped" else [bad])
+    _open_start_image(window, None)
+    assert not np.any(session.latent) and "estimate" not in session.images
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("handlatent-gui: ")
+    assert (str(bad) if problem == "corrupt" else "no example hands") in err[0]
+    assert err[0].endswith(window.statusBar().currentMessage())
+
+
+def test_file_menu_lists_the_examples_and_opens_one(qtbot, window, session):
+    from PySide6.QtWidgets import QMenu
+
+    from handlatent.resources import example_images
+    examples = example_images()
+    menu = window.findChild(QMenu, "examples-menu")
+    assert menu.title().replace("&", "") == "Open example"
+    assert menu.menuAction() in window.menuBar().actions()[0].menu().actions()  # under File
+    actions = menu.actions()
+    assert [a.text() for a in actions] == [p.stem for p in examples]
+    assert all(not a.icon().isNull() for a in actions)          # each shows its hand
+    actions[2].trigger()
+    assert session.images["estimate"].path == examples[2]
+    np.testing.assert_allclose(session.latent, session.images["estimate"].z)
+    qtbot.waitUntil(lambda: window.last_frame is not None
+                    and np.allclose(window.last_frame.z, session.latent),
+                    timeout=FRAME_TIMEOUT_MS)
+
+
 def _grab(widget, rect) -> np.ndarray:
     """The pixels (H, W, 3) that `widget` paints in `rect`."""
     from PySide6.QtGui import QImage

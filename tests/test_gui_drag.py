@@ -8,8 +8,6 @@ moved less, that the camera did not orbit, and that the whole drag is one undo s
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -19,9 +17,10 @@ torch = pytest.importorskip("torch")
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtGui import QGuiApplication  # noqa: E402
 
+from handlatent.checkpoint import bundled_model  # noqa: E402
 from handlatent.explorer import Session  # noqa: E402
 
-BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "models" / "synth-hands-128.pt"
+BUNDLED = bundled_model()   # the one .pt in assets/models, whatever its name
 FRAME_TIMEOUT_MS = 15000
 
 
