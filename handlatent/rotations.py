@@ -75,6 +75,7 @@ def _signed_svd(m: Array) -> tuple[Array, Array, Array]:
 
 
 _HALF = (torch.float16, torch.bfloat16)
+PROJECTION_GRAD_FLOOR = 1e-2  # smallest s_i + s_j the projection's backward divides by
 
 
 class _ProjectToSO3(torch.autograd.Function):
@@ -96,6 +97,9 @@ class _ProjectToSO3(torch.autograd.Function):
         a = _transpose(u) @ grad @ _transpose(vh)
         denom = s[..., :, None] + s[..., None, :]
         denom = denom + torch.eye(3, dtype=s.dtype, device=s.device)  # diagonal of a - aT is 0
+        # Near a reflection (s_i + s_j -> 0) the exact derivative blows up; the clamp bounds the
+        # gradient a raw matrix far from any rotation can send back (rotations give s = 1).
+        denom = denom.clamp(min=PROJECTION_GRAD_FLOOR)
         return u @ ((a - _transpose(a)) / denom) @ vh
 
 

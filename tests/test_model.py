@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from handlatent.rotations import project_to_so3
+
 from handlatent.model import DVAE, LatentLayout, ModelConfig, build_model, load_torchvision_resnet18
 from handlatent.model.image_decoder import DCGANDecoder
 from handlatent.model.mlp import MLP
@@ -139,8 +141,9 @@ def test_decode_gives_image_rotation_and_composed_pose(tiny):
     is_right = torch.tensor([False, True, False])
     with torch.no_grad():
         out = tiny.decode(z, is_right)
-    assert set(out) == {"image", "cpose", "viewpoint", "xyz"}
+    assert set(out) == {"image", "cpose", "viewpoint", "viewpoint_raw", "xyz"}
     assert out["image"].shape == (3, 3, 64, 64) and out["image"].abs().max() <= 1
+    assert torch.allclose(project_to_so3(out["viewpoint_raw"]), out["viewpoint"])
     assert out["cpose"].shape == (3, 21, 3)
     rot = out["viewpoint"]
     assert torch.allclose(rot @ rot.transpose(-1, -2), torch.eye(3).expand(3, 3, 3), atol=1e-5)
@@ -151,6 +154,29 @@ def test_decode_gives_image_rotation_and_composed_pose(tiny):
         assert torch.equal(tiny(z, is_right)["image"], out["image"])
     for key in ("cpose", "viewpoint", "xyz"):
         assert torch.equal(pose[key], out[key])
+
+
+@pytest.mark.parametrize("upsample", ["tconv5", "tconv4", "nearest"])
+@pytest.mark.parametrize("norm", ["batch", "group"])
+def test_decoder_variants_draw_the_models_size(upsample, norm):
+    config = ModelConfig(image_size=64, z_y1=4, z_y2=3, z_u=2, hidden=16, decoder_channels=16,
+                         decoder_upsample=upsample, decoder_norm=norm)
+    torch.manual_seed(0)
+    model = build_model(config)
+    z = model.sample_prior(4)
+    train_image = model.decode(z)["image"]
+    model.eval()
+    with torch.no_grad():
+        eval_image = model.decode(z)["image"]
+    assert train_image.shape == eval_image.shape == (4, 3, 64, 64)
+    # GroupNorm has no running statistics: a decoded latent is the same in both modes
+    assert torch.allclose(train_image, eval_image, atol=1e-6) == (norm == "group")
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="decoder_upsample must be one of"):
+        ModelConfig(decoder_upsample="bilinear")
+    # a checkpoint written before these fields existed means the paper's decoder
+    old = {k: v for k, v in config.to_dict().items() if not k.startswith("decoder_")}
+    assert ModelConfig.from_dict(old).decoder_upsample == "tconv5"
 
 
 def test_pose_depends_only_on_its_sub_latents(tiny):

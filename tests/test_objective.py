@@ -111,6 +111,38 @@ def test_every_term_matches_a_hand_computation(model, posterior_means):
     assert total is terms["total"] and torch.isfinite(total)
 
 
+def test_calibrated_image_likelihood_hand_weight_and_raw_viewpoint(model, posterior_means):
+    """image_likelihood=sigma: D/2 log(batch MSE) per image; w_hand weighs the mask's pixels;
+    viewpoint_target=raw compares the decoder's 9 numbers; the logged "image" stays the SSE."""
+    model.eval()
+    batch = make_batch(3)
+    mask = torch.zeros(3, 64, 64, dtype=torch.bool)
+    mask[:, 20:40, 10:50] = True
+    batch["mask"] = mask
+    cfg = LossConfig(beta=0.3, w_image=0.5, w_cpose=2.0, w_viewpoint=3.0, w_xyz=1.5,
+                     image_likelihood="sigma", w_hand=4.0, viewpoint_target="raw")
+    _, terms = dvae_loss(model, batch, cfg)
+    _, plain = dvae_loss(model, batch, WEIGHTS)
+    image = batch["image"]
+    with torch.no_grad():
+        emb_out = model.decode(model.encode_image(image)[0], batch["is_right"])
+    error = (emb_out["image"] - image) ** 2
+    weighted = error * (1 + 4.0 * mask[:, None].float())
+    values = 3 * 64 * 64
+    expected_nll = 0.5 * values * 3 * torch.log(weighted.sum() / (3 * values)) / 3
+    assert torch.allclose(terms["emb/image_nll"], expected_nll, rtol=1e-5)
+    assert torch.allclose(terms["emb/image"], error.sum() / 3, rtol=1e-5)
+    assert torch.allclose(terms["emb/viewpoint"],
+                          ((emb_out["viewpoint_raw"] - batch["viewpoint"]) ** 2).sum() / 3,
+                          rtol=1e-5)
+    expected_emb = (0.5 * expected_nll + 2.0 * terms["emb/cpose"] + 3.0 * terms["emb/viewpoint"]
+                    + 1.5 * terms["emb/xyz"]
+                    + 0.3 * sum(terms[f"emb/kl_{z}"] for z in ("z_y1", "z_y2", "z_u")))
+    assert torch.allclose(terms["emb"], expected_emb, rtol=1e-5)
+    assert "emb/image_nll" not in plain  # the default objective: the SSE itself
+    assert torch.allclose(plain["emb/image"], terms["emb/image"], rtol=1e-5)
+
+
 def test_content_twins_feed_z_u_of_the_disentangling_step_only(model, posterior_means):
     """With content_image in the batch, ELBO_dis decodes z_y from the labels and z_u from the
     labelled samples' twins; ELBO_emb still reads everything from the image itself."""

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from handlatent.model.image_decoder import DCGANDecoder
+from handlatent.model.image_decoder import NORMS, UPSAMPLERS, DCGANDecoder
 from handlatent.model.layout import LatentLayout
 from handlatent.model.mlp import MLP
 from handlatent.model.resnet import resnet18
@@ -27,7 +27,9 @@ class ModelConfig:
     """Everything that determines the dVAE's architecture (stored in checkpoints).
 
     `decoder_channels` is the channel count after the image decoder's FC reshape (Table 1: 128);
-    `hidden` the width of the pose MLPs (Table 2: 512).
+    `hidden` the width of the pose MLPs (Table 2: 512); `decoder_upsample` and `decoder_norm`
+    the image decoder's doubling stage and normalisation (image_decoder.py; the paper's are
+    tconv5 and batch, the defaults, which checkpoints written before these fields also mean).
     """
 
     image_size: int = 128
@@ -36,11 +38,18 @@ class ModelConfig:
     z_u: int = 16
     hidden: int = 512
     decoder_channels: int = 128
+    decoder_upsample: str = "tconv5"
+    decoder_norm: str = "batch"
 
     def __post_init__(self) -> None:
+        choices = {"decoder_upsample": UPSAMPLERS, "decoder_norm": NORMS}
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int) or isinstance(value, bool):
+            if f.name in choices:
+                if value not in choices[f.name]:
+                    raise ValueError(f"model config {f.name} must be one of "
+                                     f"{choices[f.name]}, got {value!r}")
+            elif not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"model config {f.name} must be an int, got {value!r}")
         if self.image_size not in IMAGE_SIZES:
             raise ValueError(f"model config image_size must be one of {IMAGE_SIZES}, "
@@ -54,7 +63,7 @@ class ModelConfig:
         """The latent layout given by z_y1, z_y2, z_u."""
         return LatentLayout(self.z_y1, self.z_y2, self.z_u)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | str]:
         """Plain dict, for checkpoints and YAML configs."""
         return asdict(self)
 
@@ -82,7 +91,8 @@ class DVAE(nn.Module):
         self.image_encoder = resnet18(2 * d)
         self.cpose_encoder = MLP(NUM_KEYPOINTS * 3, 2 * config.z_y1, h, depth=2)
         self.viewpoint_encoder = MLP(9, 2 * config.z_y2, h, depth=2)
-        self.image_decoder = DCGANDecoder(d, config.image_size, config.decoder_channels)
+        self.image_decoder = DCGANDecoder(d, config.image_size, config.decoder_channels,
+                                          config.decoder_upsample, config.decoder_norm)
         self.cpose_decoder = MLP(config.z_y1, NUM_KEYPOINTS * 3, h, depth=1)
         self.viewpoint_decoder = MLP(config.z_y2, 9, h, depth=1)
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
@@ -109,15 +119,17 @@ class DVAE(nn.Module):
 
     def decode_pose(self, z: torch.Tensor, is_right: Handedness = None
                     ) -> dict[str, torch.Tensor]:
-        """CPose from z_y1, viewpoint (a rotation) from z_y2, and xyz = compose(CPose, viewpoint).
+        """CPose from z_y1, viewpoint (a rotation) from z_y2, and xyz = compose(CPose, viewpoint);
+        `viewpoint_raw` is the decoder's 9 numbers before the projection onto SO(3).
 
         xyz is root-relative in bone-scale units (times the hand's scale for metres); cheap, as
         the image decoder is not run.
         """
         parts = self.layout.split(z)
         cpose = self.cpose_decoder(parts["z_y1"]).view(-1, NUM_KEYPOINTS, 3)
-        viewpoint = project_to_so3(self.viewpoint_decoder(parts["z_y2"]).view(-1, 3, 3))
-        return {"cpose": cpose, "viewpoint": viewpoint,
+        raw = self.viewpoint_decoder(parts["z_y2"]).view(-1, 3, 3)
+        viewpoint = project_to_so3(raw)
+        return {"cpose": cpose, "viewpoint": viewpoint, "viewpoint_raw": raw,
                 "xyz": compose(cpose, viewpoint, is_right=is_right)}
 
     def decode(self, z: torch.Tensor, is_right: Handedness = None) -> dict[str, torch.Tensor]:

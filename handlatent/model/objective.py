@@ -8,7 +8,7 @@ and loss scale").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Literal, Mapping
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from handlatent.model.dvae import DVAE
 from handlatent.skeleton import compose
 
 RECONSTRUCTIONS = ("image", "cpose", "viewpoint", "xyz")
+SIGMA_FLOOR = 1e-3  # smallest sigma (in [-1, 1] units) the calibrated image likelihood assumes
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,18 @@ class LossConfig:
     w_cpose: float = 1.0
     w_viewpoint: float = 1.0
     w_xyz: float = 0.0
+    # sse:   the image term is the sum of squared errors (a Gaussian of fixed sigma = 1/sqrt(2)
+    #        per value in [-1, 1], times w_image).
+    # sigma: a calibrated Gaussian (sigma-VAE, Rybkin et al. 2021): sigma^2 is the batch's own
+    #        mean squared error, so the term is D/2 log(MSE) per image (D values), times w_image;
+    #        the pixels weigh as much against the KL as the decoder's actual error says.
+    image_likelihood: Literal["sse", "sigma"] = "sse"
+    # Hand pixels' squared errors count (1 + w_hand) times (needs the batch's `mask`).
+    w_hand: float = 0.0
+    # projected: the viewpoint term compares the projected rotation with the true one;
+    # raw: it compares the decoder's 9 raw numbers (no SVD in the loss's gradient), the
+    #      projection only at inference (and in the composed 3D pose of w_xyz).
+    viewpoint_target: Literal["projected", "raw"] = "projected"
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -53,25 +66,47 @@ def squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 
 def _step_terms(decoded: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
-                posterior: Mapping[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int
-                ) -> dict[str, torch.Tensor]:
+                posterior: Mapping[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int,
+                cfg: LossConfig, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """Reconstruction and KL terms of one step, summed over its samples and divided by B.
 
-    `decoded` and `targets` map each of RECONSTRUCTIONS to tensors over the same samples.
+    `decoded` and `targets` map each of RECONSTRUCTIONS to tensors over the same samples;
+    `mask` (n, S, S) marks the hand's pixels of those samples' images. "image" is always the
+    plain sum of squared errors (comparable across recipes); where `cfg.image_likelihood` or
+    `cfg.w_hand` make the minimised image term differ from it, that term is "image_nll".
     """
-    terms = {name: squared_error(decoded[name], targets[name]).sum() / batch_size
+    vp = "viewpoint_raw" if cfg.viewpoint_target == "raw" else "viewpoint"
+    terms = {name: squared_error(decoded[vp if name == "viewpoint" else name],
+                                 targets[name]).sum() / batch_size
              for name in RECONSTRUCTIONS}
+    if cfg.image_likelihood != "sse" or (cfg.w_hand and mask is not None):
+        terms["image_nll"] = _image_nll(decoded["image"], targets["image"], cfg, mask) / batch_size
     for name, (mu, logvar) in posterior.items():
         terms[f"kl_{name}"] = gaussian_kl(mu, logvar).sum() / batch_size
     return terms
 
 
+def _image_nll(prediction: torch.Tensor, target: torch.Tensor, cfg: LossConfig,
+               mask: torch.Tensor | None) -> torch.Tensor:
+    """The image term summed over the samples (see LossConfig.image_likelihood, w_hand)."""
+    error = (prediction.float() - target.float()).square()
+    if cfg.w_hand and mask is not None:
+        error = error * (1.0 + cfg.w_hand * mask[:, None].to(error.dtype))
+    sse = error.flatten(1).sum(-1)
+    if cfg.image_likelihood == "sse":
+        return sse.sum()
+    values = error[0].numel()
+    mse = (sse.sum() / (len(sse) * values)).clamp(min=SIGMA_FLOOR ** 2)
+    return 0.5 * values * len(sse) * mse.log()
+
+
 def _weighted(terms: Mapping[str, torch.Tensor], cfg: LossConfig) -> torch.Tensor:
     """The step's negated ELBO: weighted reconstructions plus beta times the KLs."""
-    weights = {"image": cfg.w_image, "cpose": cfg.w_cpose, "viewpoint": cfg.w_viewpoint,
-               "xyz": cfg.w_xyz}
+    weights = {"cpose": cfg.w_cpose, "viewpoint": cfg.w_viewpoint, "xyz": cfg.w_xyz}
+    image = terms.get("image_nll", terms["image"])
     beta_z_u = cfg.beta if cfg.beta_z_u is None else cfg.beta_z_u
-    return (sum(weights[name] * terms[name] for name in RECONSTRUCTIONS)
+    return (cfg.w_image * image
+            + sum(weights[name] * terms[name] for name in RECONSTRUCTIONS[1:])
             + cfg.beta * sum(v for k, v in terms.items() if k.startswith("kl_z_y"))
             + beta_z_u * terms.get("kl_z_u", 0.0))
 
@@ -122,13 +157,15 @@ def dvae_loss(model: DVAE, batch: Mapping[str, torch.Tensor], cfg: LossConfig
     z_dis = layout.join({"z_y1": sample_posterior(mu_y1, logvar_y1),
                          "z_y2": sample_posterior(mu_y2, logvar_y2),
                          "z_u": content[2][..., u]})
+    mask = batch.get("mask")
     dis = _step_terms(model.decode(z_dis, on_labelled(is_right)),
-                      {**targets, "image": image[labelled]}, dis_posterior, batch_size)
+                      {**targets, "image": image[labelled]}, dis_posterior, batch_size, cfg,
+                      on_labelled(mask))
 
     fixed = {name: p.detach() for name, p in model.named_parameters()}
     decoded = functional_call(model, fixed, (z_x,), {"is_right": is_right})
-    emb = _step_terms({name: on_labelled(decoded[name]) for name in RECONSTRUCTIONS[1:]}
-                      | {"image": decoded["image"]}, targets, x_posterior, batch_size)
+    emb = _step_terms({name: on_labelled(decoded[name]) for name in decoded if name != "image"}
+                      | {"image": decoded["image"]}, targets, x_posterior, batch_size, cfg, mask)
 
     terms = {f"{step}/{k}": v for step, t in (("dis", dis), ("emb", emb)) for k, v in t.items()}
     terms["dis"], terms["emb"] = _weighted(dis, cfg), _weighted(emb, cfg)
