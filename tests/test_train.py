@@ -112,6 +112,24 @@ def test_init_starts_from_a_checkpoints_weights(smoke_run, data_dir, tmp_path):
         train(load_config(SMOKE, sets + [f"run.init={tmp_path / 'junk.pt'}"]), tmp_path / "j")
 
 
+def test_init_by_shapes_takes_the_matching_tensors_under_a_new_decoder(smoke_run, data_dir,
+                                                                      tmp_path, capsys):
+    init = smoke_run / "best.pt"
+    sets = [f"data.train={data_dir}", "run.steps=1", "optim.lr=1e-12", f"run.init={init}",
+            "run.init_match=shapes", "model.decoder_upsample=nearest"]
+    train(load_config(SMOKE, sets), tmp_path / "tuned")
+    assert "fresh where they differ: image_decoder" in capsys.readouterr().out
+    start = load_checkpoint(init)["state_dict"]
+    tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")["state_dict"]
+    encoder = [k for k in start if k.startswith(("image_encoder.", "cpose_")) and "running" not
+               in k and "num_batches" not in k]
+    assert len(encoder) > 50
+    assert all(torch.allclose(tuned[k].float(), start[k].float(), atol=1e-6) for k in encoder)
+    assert tuned["image_decoder.to_rgb.0.1.weight"].shape[-1] == 3  # the new 3x3 convolution
+    with pytest.raises(ConfigError, match="run.init.*latent layout"):
+        train(load_config(SMOKE, sets + ["model.z_u=5"]), tmp_path / "other")
+
+
 def test_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
     # 4 steps of 8 over 24 training images: the run crosses an epoch boundary after step 3,
     # the resumed half starts inside epoch 0 (batch 2 of 3)

@@ -153,6 +153,11 @@ class RunConfig:
     # A handlatent checkpoint (e.g. an earlier run's best.pt) whose weights start this run:
     # fine-tuning with a fresh optimizer and schedule. Its model config must equal `model`.
     init: str | None = field(default=None, metadata=_path("file"))
+    # exact:  run.init's model config must equal `model`; every weight is taken.
+    # shapes: take each tensor whose name and shape match this model's (the rest keep their
+    #         fresh initialisation): e.g. a trained encoder and pose networks under a new image
+    #         decoder or image size. The trainer lists what it left fresh.
+    init_match: Literal["exact", "shapes"] = "exact"
 
 
 @dataclass

@@ -125,7 +125,14 @@ def _train(cfg, out, device, dist, resume, stop_after, stop, loaders: list) -> d
     if cfg.run.init_encoder and ckpt is None:
         load_torchvision_resnet18(model.image_encoder, cfg.run.init_encoder)
     if cfg.run.init and ckpt is None:
-        model.load_state_dict(init_weights(cfg.run.init, cfg.model).state_dict())
+        source = init_weights(cfg.run.init, cfg.model, cfg.run.init_match).state_dict()
+        own = model.state_dict()
+        taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(taken, strict=cfg.run.init_match == "exact")
+        fresh = sorted({k.split(".")[0] for k in own if k not in taken})
+        if main and fresh:
+            say(f"run.init: {len(taken)} of {len(own)} tensors from {cfg.run.init}; fresh "
+                f"where they differ: {', '.join(fresh)}")
     model.to(device)
     if cfg.run.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -311,13 +318,17 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def init_weights(path: str, config: ModelConfig):
-    """The model stored at `path` (run.init), refused in one line unless its config is `config`."""
+def init_weights(path: str, config: ModelConfig, match: str = "exact"):
+    """The model stored at `path` (run.init), refused in one line unless its config is `config`
+    (with match "shapes": unless its latent layout is `config`'s)."""
     try:
         model = load_model(path, device="cpu")
     except CheckpointError as error:
         raise ConfigError(str(error), "run.init") from None
-    if model.config != config:
+    if match == "shapes" and model.layout != config.layout:
+        raise ConfigError(f"{path}: its latent layout {model.layout.to_dict()} differs from "
+                          f"this run's {config.layout.to_dict()}", "run.init")
+    if match == "exact" and model.config != config:
         raise ConfigError(f"{path}: its model {model.config.to_dict()} differs from this run's "
                           f"{config.to_dict()}", "run.init")
     return model
