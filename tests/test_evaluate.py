@@ -15,7 +15,7 @@ from handlatent.checkpoint import save_checkpoint
 from handlatent.metrics import PCK_THRESHOLDS_M, evaluate_pose
 from handlatent.model import ModelConfig, build_model
 from handlatent.training import evaluate_cli
-from handlatent.training.evaluate import EvalOptions, evaluate
+from handlatent.training.evaluate import BETA_VAE_FULL, BETA_VAE_QUICK, EvalOptions, evaluate
 from handlatent.training.figures import FIGURES
 from oracle_model import OracleModel
 
@@ -110,6 +110,42 @@ def test_disentanglement_report(cli_run):
     assert bv["factors"] == ["pose", "shape", "viewpoint", "skin", "light", "background"]
     assert 0.0 <= bv["score"] <= 1.0 and bv["score"] == bv["eval_accuracy"]
     assert (bv["pairs_per_point"], bv["n_train"], bv["n_eval"]) == (2, 8, 8)
+
+
+def test_quick_beta_vae_sizes_by_default_and_the_supplements_with_full():
+    def sizes(*extra):
+        args = evaluate_cli.parse_args(["--checkpoint", "m.pt", "--data", "d", *extra])
+        return args.beta_vae_pairs, args.beta_vae_train, args.beta_vae_eval
+
+    assert sizes() == BETA_VAE_QUICK == (16, 150, 150)
+    assert sizes("--full") == BETA_VAE_FULL == (32, 500, 500)       # supplement §E
+    assert sizes("--full", "--beta-vae-pairs", "8") == (8, 500, 500)  # a given size wins
+    assert sizes("--beta-vae-eval", "40") == (16, 150, 40)
+    assert EvalOptions().beta_vae_pairs == 16                         # the library's default too
+
+    def hands(pairs, train, held_out):     # rendered and encoded: the score's cost
+        return 2 * pairs * (train + held_out)
+    assert 6 * hands(*BETA_VAE_QUICK) <= hands(*BETA_VAE_FULL)
+
+
+def test_one_progress_line_per_stage_when_stderr_is_not_a_terminal(synth_data, checkpoint,
+                                                                   capsys):
+    argv = ["--checkpoint", str(checkpoint), "--data", str(synth_data), "--threads", "1",
+            "--batch-size", "12", "--sample-count", "12", *SMALL_DISENTANGLEMENT]
+    assert evaluate_cli.main(argv) == 0          # capsys: stderr is not a terminal
+    lines = capsys.readouterr().err.splitlines()
+    stages = ["fitting the sampling Gaussian to 512", f"encoding and decoding {COUNT} images",
+              "Table 4 regression on up to 24", "β-VAE score: 16 points of 2 pairs (64 hands",
+              "random samples: 12 per source", "done"]
+    assert len(lines) == len(stages), lines
+    seconds = []
+    for line, stage in zip(lines, stages):
+        prefix, rest = line.split(" s  ", 1)
+        assert prefix.startswith("handlatent-eval: ") and rest.startswith(stage), line
+        seconds.append(float(prefix.split(":")[1]))
+    assert seconds == sorted(seconds)
+    assert evaluate_cli.main([*argv, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def _png(path, min_side=64):

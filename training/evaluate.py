@@ -14,6 +14,8 @@ the ground truth `xyz - xyz[:, :1]` on the dataset's visible keypoints (no align
 from __future__ import annotations
 
 import math
+import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -43,6 +45,12 @@ _KEYS = ("image", "xyz", "scale", "visible", "is_right", "labelled", "cpose", "v
          "mask")
 RECON_GRID_ROWS = 8  # samples kept for the reconstruction grid of --plots
 TABLE4_SOURCES = ("z_y1~q(x)", "z_y1~q(y1)", "z_y2~q(x)", "z_y2~q(y2)", "z_cross~q(x)", "noise")
+# β-VAE sizes (pairs per point L, training points, held-out points). The score renders and
+# encodes 2 L (train + eval) hands, most of an evaluation's time: the quick default's 4,800 take
+# about 1.3 min on 2 CPU cores at 128 px, the supplement's 64,000 (§E; `handlatent-eval --full`)
+# about 18 min (docs/evaluation.md).
+BETA_VAE_QUICK = (16, 150, 150)
+BETA_VAE_FULL = (32, 500, 500)
 
 
 class EvaluationError(ValueError):
@@ -57,7 +65,8 @@ class EvalOptions:
     regression_samples:   labelled samples for Table 4 (a seeded random subset when there are
                           more; split 50/50 into probe training and test samples).
     beta_vae_pairs:       L, pairs averaged into one β-VAE feature (supplement: z_diff^32).
-    beta_vae_train/eval:  β-VAE training / held-out points (supplement: 500 / 500).
+    beta_vae_train/eval:  β-VAE training / held-out points (supplement: 500 / 500); the
+                          defaults are BETA_VAE_QUICK, the supplement's BETA_VAE_FULL.
     beta_vae_factors:     the generator's factor groups the β-VAE score tells apart (None: all;
                           the supplement's d = 8 model has two: pose and viewpoint).
     sample_count:         random samples per source for the sample-quality distances (and
@@ -68,9 +77,9 @@ class EvalOptions:
     limit: int | None = None
     disentanglement: bool = True
     regression_samples: int = 1000
-    beta_vae_pairs: int = 32
-    beta_vae_train: int = 500
-    beta_vae_eval: int = 500
+    beta_vae_pairs: int = BETA_VAE_QUICK[0]
+    beta_vae_train: int = BETA_VAE_QUICK[1]
+    beta_vae_eval: int = BETA_VAE_QUICK[2]
     beta_vae_factors: tuple[str, ...] | None = None
     sample_count: int = 256
     seed: int = 0
@@ -419,6 +428,21 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class StageLog:
+    """One line per evaluation stage on stderr, after the seconds spent so far, when progress is
+    wanted but stderr is not a terminal (where the progress bars stay off), so that a log shows
+    what runs and how long each stage took."""
+
+    def __init__(self, progress: bool) -> None:
+        self.on = progress and not sys.stderr.isatty()
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.on:
+            print(f"handlatent-eval: {time.perf_counter() - self.start:6.1f} s  {message}",
+                  file=sys.stderr, flush=True)
+
+
 def sample_score_skipped(sample_count: int, evaluated: int) -> str | None:
     """Why the random-sample score cannot run with `sample_count` on `evaluated` images (it
     needs two halves of that many reconstructions), or None when it can."""
@@ -452,18 +476,22 @@ def sample_quality(model, c: Collected, hands: LatentGaussian, *, count: int, se
 
 def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
              device: torch.device | str = "cpu", synthetic: bool | None = None,
-             hands: LatentGaussian | None = None) -> tuple[dict[str, Any], Collected]:
+             hands: LatentGaussian | None = None,
+             log: StageLog | None = None) -> tuple[dict[str, Any], Collected]:
     """All numbers of `handlatent-eval` for `model` (in eval mode, on `device`) on `dataset`.
 
     Returns (results, collected): `results` is JSON-ready (docs/evaluation.md lists the keys);
     `collected` holds the per-sample arrays, for plots. `synthetic` (None: from the dataset's
     metadata) decides whether the β-VAE score is computed. `hands`: the sampling Gaussian
     (explorer.sampling) whose samples are scored beside the prior's; None skips that score.
+    `log`: where the stage lines go (default: a StageLog of `options.progress`).
     """
     n = len(dataset)
     count = n if options.limit is None else min(n, max(0, options.limit))
     if count == 0:
         raise EvaluationError("the dataset is empty" if n == 0 else "limit 0 leaves nothing to evaluate")
+    log = log or StageLog(options.progress)
+    log(f"encoding and decoding {count} images (pose, image, KL)")
     c = collect(model, dataset, count=count, batch_size=options.batch_size, device=device,
                 progress=options.progress)
     pose = pose_metrics(c)
@@ -484,9 +512,13 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
 
     synthetic = is_synthetic(dataset) if synthetic is None else synthetic
     if options.disentanglement:
+        log(f"Table 4 regression on up to {options.regression_samples} labelled samples")
         dis: dict[str, Any] = {"table4": regression_table(
             c, model.layout, samples=options.regression_samples, seed=options.seed)}
         if synthetic:
+            points = options.beta_vae_train + options.beta_vae_eval
+            log(f"β-VAE score: {points} points of {options.beta_vae_pairs} pairs "
+                f"({2 * options.beta_vae_pairs * points} hands rendered and encoded)")
             dis["beta_vae"] = beta_vae(model, device=device, pairs=options.beta_vae_pairs,
                                        n_train=options.beta_vae_train, n_eval=options.beta_vae_eval,
                                        seed=options.seed, progress=options.progress,
@@ -502,6 +534,7 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
     if 0 < options.sample_count and skipped:
         results["samples"] = {"skipped": skipped}
     elif 0 < options.sample_count and hands is not None:
+        log(f"random samples: {options.sample_count} per source against reconstructions")
         results["samples"] = sample_quality(model, c, hands, count=options.sample_count,
                                             seed=options.seed, device=device)
     results["options"] = asdict(options)

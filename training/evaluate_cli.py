@@ -3,10 +3,13 @@
     handlatent-eval --checkpoint runs/synth-128/best.pt --data data/synth-test --json eval.json
     handlatent-eval --checkpoint best.pt --data data/rhd-eval --plots plots/ --no-disentanglement
     handlatent-eval --checkpoint best.pt --data data/synth-test --figures figures/ --limit 300
+    handlatent-eval --checkpoint best.pt --data data/synth-test --full --json paper.json
 
 Prints a table (3D pose AUC / EPE / PCK, viewpoint error, image MSE, KL per sub-latent, Table 4,
-β-VAE score); --json writes every number. Exit status 0, or 2 for a bad checkpoint, dataset or
-output path (one line on stderr, no traceback).
+β-VAE score); --json writes every number. The default sizes are quick (about 2 minutes for 1,000
+images at 128 px on 2 CPU cores); --full uses the supplement's β-VAE sizes (about 20 minutes).
+Progress: bars on a terminal, else one line per stage on stderr. Exit status 0, or 2 for a bad
+checkpoint, dataset or output path (one line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -49,12 +52,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--disentanglement", action=argparse.BooleanOptionalAction, default=True,
                    help="Table 4 regression and, on synthetic data, the β-VAE score (default: on)")
     g = p.add_argument_group("disentanglement sizes")
+    g.add_argument("--full", action="store_true",
+                   help="the supplement's β-VAE sizes (L = 32 pairs, 500 + 500 points: about "
+                        "10x the time) instead of the quick default (L = 16, 150 + 150); the "
+                        "options below override either")
     g.add_argument("--regression-samples", type=_positive, default=1000, metavar="N",
                    help="labelled samples for Table 4, split 50/50 (default 1000; paper 300)")
-    g.add_argument("--beta-vae-pairs", type=_positive, default=32, metavar="L",
-                   help="pairs averaged per β-VAE point (default 32, as the supplement)")
-    g.add_argument("--beta-vae-train", type=_positive, default=500, metavar="N")
-    g.add_argument("--beta-vae-eval", type=_positive, default=500, metavar="N")
+    g.add_argument("--beta-vae-pairs", type=_positive, metavar="L",
+                   help="pairs averaged per β-VAE point (default 16; --full and the "
+                        "supplement: 32)")
+    g.add_argument("--beta-vae-train", type=_positive, metavar="N",
+                   help="β-VAE training points (default 150; --full: 500)")
+    g.add_argument("--beta-vae-eval", type=_positive, metavar="N",
+                   help="β-VAE held-out points (default 150; --full: 500)")
     g.add_argument("--beta-vae-factors", nargs="+", metavar="GROUP",
                    help="factor groups of the generator the β-VAE score tells apart (default "
                         "all: pose shape viewpoint skin light background; the supplement's "
@@ -63,11 +73,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="random samples per source scored against reconstructions (Fréchet "
                         "distance of thumbnails; default 256, 0 skips)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars or stage lines")
+    args = p.parse_args(argv)
+    from handlatent.training.evaluate import BETA_VAE_FULL, BETA_VAE_QUICK
+    sizes = BETA_VAE_FULL if args.full else BETA_VAE_QUICK
+    for name, size in zip(("beta_vae_pairs", "beta_vae_train", "beta_vae_eval"), sizes):
+        if getattr(args, name) is None:
+            setattr(args, name, size)
+    return args
 
 
-def _sampling_gaussian(path: str, model):
+def _sampling_gaussian(path: str, model, log):
     """The checkpoint's sampling Gaussian (latent_stats.hands), else one fitted to 512
     synthetic hands, as the explorer would fit it."""
     from handlatent.checkpoint import load_checkpoint
@@ -80,7 +97,10 @@ def _sampling_gaussian(path: str, model):
     except ValueError as err:
         print(f"{PROG}: {path}: ignoring its latent_stats ({err})", file=sys.stderr)
         stored = None
-    return stored if stored is not None else fit_hands(*encode_hands(model, n=512))
+    if stored is not None:
+        return stored
+    log("fitting the sampling Gaussian to 512 encoded synthetic hands")
+    return fit_hands(*encode_hands(model, n=512))
 
 
 def _one_line(err: BaseException) -> str:
@@ -94,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from handlatent.checkpoint import CheckpointError, load_model
     from handlatent.data.crop import ReaderError
-    from handlatent.training.evaluate import (EvalOptions, EvaluationError, evaluate, format_results,
-                                              sample_score_skipped, save_plots)
+    from handlatent.training.evaluate import (EvalOptions, EvaluationError, StageLog, evaluate,
+                                              format_results, sample_score_skipped, save_plots)
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -121,9 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         count = len(dataset) if args.limit is None else min(len(dataset), args.limit)
         needs_hands = args.figures or (args.sample_count > 0
                                        and sample_score_skipped(args.sample_count, count) is None)
-        hands = _sampling_gaussian(args.checkpoint, model) if needs_hands else None
+        log = StageLog(not args.quiet)
+        hands = _sampling_gaussian(args.checkpoint, model, log) if needs_hands else None
         try:
-            results, collected = evaluate(model, dataset, options, device=device, hands=hands)
+            results, collected = evaluate(model, dataset, options, device=device, hands=hands,
+                                          log=log)
         except EvaluationError as err:
             raise _Fail(f"{args.data}: {_one_line(err)}") from None
         except ReaderError as err:  # an unreadable image of a real dataset: `PATH: problem`
@@ -138,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"plots: {', '.join(str(x) for x in paths)}")
         if args.figures:
             from handlatent.training.figures import make_figures
+            log("the supplement's figures 2-6")
             try:
                 paths = _write(Path(args.figures), lambda p: make_figures(
                     model, dataset, p, device=device, seed=args.seed, limit=args.limit,
@@ -145,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             except EvaluationError as err:
                 raise _Fail(f"{args.data}: {_one_line(err)}") from None
             print(f"figures: {', '.join(str(x) for x in paths)}")
+        log("done")
     except _Fail as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
