@@ -117,10 +117,10 @@ def test_quick_beta_vae_sizes_by_default_and_the_supplements_with_full():
         args = evaluate_cli.parse_args(["--checkpoint", "m.pt", "--data", "d", *extra])
         return args.beta_vae_pairs, args.beta_vae_train, args.beta_vae_eval
 
-    assert sizes() == BETA_VAE_QUICK == (16, 150, 150)
+    assert sizes() == BETA_VAE_QUICK == (16, 100, 100)
     assert sizes("--full") == BETA_VAE_FULL == (32, 500, 500)       # supplement §E
     assert sizes("--full", "--beta-vae-pairs", "8") == (8, 500, 500)  # a given size wins
-    assert sizes("--beta-vae-eval", "40") == (16, 150, 40)
+    assert sizes("--beta-vae-eval", "40") == (16, 100, 40)
     assert EvalOptions().beta_vae_pairs == 16                         # the library's default too
 
     def hands(pairs, train, held_out):     # rendered and encoded: the score's cost

@@ -49,7 +49,7 @@ TABLE4_SOURCES = ("z_y1~q(x)", "z_y1~q(y1)", "z_y2~q(x)", "z_y2~q(y2)", "z_cross
 # encodes 2 L (train + eval) hands, most of an evaluation's time: the quick default's 4,800 take
 # about 1.3 min on 2 CPU cores at 128 px, the supplement's 64,000 (§E; `handlatent-eval --full`)
 # about 18 min (docs/evaluation.md).
-BETA_VAE_QUICK = (16, 150, 150)
+BETA_VAE_QUICK = (16, 100, 100)
 BETA_VAE_FULL = (32, 500, 500)
 
 

@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g = p.add_argument_group("disentanglement sizes")
     g.add_argument("--full", action="store_true",
                    help="the supplement's β-VAE sizes (L = 32 pairs, 500 + 500 points: about "
-                        "10x the time) instead of the quick default (L = 16, 150 + 150); the "
+                        "10x the time) instead of the quick default (L = 16, 100 + 100); the "
                         "options below override either")
     g.add_argument("--regression-samples", type=_positive, default=1000, metavar="N",
                    help="labelled samples for Table 4, split 50/50 (default 1000; paper 300)")
@@ -62,9 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="pairs averaged per β-VAE point (default 16; --full and the "
                         "supplement: 32)")
     g.add_argument("--beta-vae-train", type=_positive, metavar="N",
-                   help="β-VAE training points (default 150; --full: 500)")
+                   help="β-VAE training points (default 100; --full: 500)")
     g.add_argument("--beta-vae-eval", type=_positive, metavar="N",
-                   help="β-VAE held-out points (default 150; --full: 500)")
+                   help="β-VAE held-out points (default 100; --full: 500)")
     g.add_argument("--beta-vae-factors", nargs="+", metavar="GROUP",
                    help="factor groups of the generator the β-VAE score tells apart (default "
                         "all: pose shape viewpoint skin light background; the supplement's "
