@@ -200,6 +200,19 @@ def test_encoders_give_mean_and_logvar_of_the_right_sizes(tiny):
     assert mu_y2.shape == logvar_y2.shape == (2, 3)
 
 
+def test_latent_from_labels_takes_pose_from_the_labels_and_content_from_the_image(tiny):
+    cpose, viewpoint = torch.randn(2, 21, 3), torch.eye(3).expand(2, 3, 3)
+    with torch.no_grad():
+        mu, _ = tiny.encode_image(torch.rand(2, 3, 64, 64) * 2 - 1)
+        z = tiny.latent_from_labels(cpose, viewpoint, mu)
+        y1, _ = tiny.cpose_encoder(cpose.reshape(2, -1)).chunk(2, dim=-1)
+        y2, _ = tiny.viewpoint_encoder(viewpoint.reshape(2, -1)).chunk(2, dim=-1)
+    s = tiny.layout.slices
+    assert z.shape == (2, 10)
+    assert torch.equal(z[:, s["z_y1"]], y1) and torch.equal(z[:, s["z_y2"]], y2)
+    assert torch.equal(z[:, s["z_u"]], mu[:, s["z_u"]])
+
+
 def test_sample_prior_is_reproducible_with_a_generator(tiny):
     a = tiny.sample_prior(4, generator=torch.Generator().manual_seed(1))
     b = tiny.sample_prior(4, generator=torch.Generator().manual_seed(1))

@@ -112,6 +112,14 @@ class DVAE(nn.Module):
         mu_y1, logvar_y1 = self.cpose_encoder(cpose).chunk(2, dim=-1)
         return (mu_y1, logvar_y1) + self.encode_viewpoint(viewpoint)
 
+    def latent_from_labels(self, cpose: torch.Tensor, viewpoint: torch.Tensor,
+                           content: torch.Tensor) -> torch.Tensor:
+        """z (B, d) from labels: z_y1, z_y2 the means of q(z_y1 | CPose) and q(z_y2 | viewpoint),
+        z_u taken from `content` (B, d), e.g. the image posterior's mean (as ELBO_dis decodes)."""
+        mu_y1, _, mu_y2, _ = self.encode_labels(cpose, viewpoint)
+        return self.layout.join({"z_y1": mu_y1, "z_y2": mu_y2,
+                                 "z_u": self.layout.split(content)["z_u"]})
+
     def encode_viewpoint(self, viewpoint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(z_y2 | viewpoint) of rotations (B, 3, 3): mean and log-variance."""
         mu_y2, logvar_y2 = self.viewpoint_encoder(viewpoint).chunk(2, dim=-1)
