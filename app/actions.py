@@ -103,7 +103,7 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
              "Random latents from the prior, as in the paper: far from most encoded hands")):
         a = act(f"sample_{source}", text, lambda on, s=source: on and w.set_sampling(s),
                 tip=tip, checkable=True)
-        a.setChecked(w.session.sampling == source)
+        a.setChecked(w.session.stats.sampling == source)
         group.addAction(a)
         sources.addAction(a)
     latent_menu.addSeparator()

@@ -1,14 +1,14 @@
 """The "Latent atlas" dock: for each active dimension a strip of thumbnails from -2σ to +2σ.
 
-Rows are the session's `atlas_dims`, grouped by sub-latent (titles as in the latent panel), each
-labelled with its dimension number and KL; columns are the values from -2σ to +2σ. The session
-decodes them off the GUI thread (`Session.request_atlas`, rows on screen first) and they arrive
-in parts through the bridge's `atlasChanged`. The panel asks for a new atlas only while it is
-visible and once the latent has been still for SETTLE_MS (a single-shot timer that every change
-restarts, so a slider drag never asks per move); until their refresh arrives, strips made for an
-older latent are drawn dimmed. Each row marks the current value of its dimension (a line at its
-place on the strip, a frame round the nearest thumbnail); clicking a thumbnail sets that value
-(`Session.set_value`, one undo step).
+Rows are the session's `stats.atlas_dims()`, grouped by sub-latent (titles as in the latent
+panel), each labelled with its dimension number and KL; columns are the values from -2σ to +2σ.
+The session's atlas part decodes them off the GUI thread (`session.atlas.request`, rows on
+screen first) and they arrive in parts through the bridge's `atlasChanged`. The panel asks for a
+new atlas only while it is visible and once the latent has been still for SETTLE_MS (a
+single-shot timer that every change restarts, so a slider drag never asks per move); until their
+refresh arrives, strips made for an older latent are drawn dimmed. Each row marks the current
+value of its dimension (a line at its place on the strip, a frame round the nearest thumbnail);
+clicking a thumbnail sets that value (`Session.set_value`, one undo step).
 """
 
 from __future__ import annotations
@@ -219,8 +219,8 @@ class AtlasPanel(QWidget):
         self.request_id = 0            # the newest request asked for
         self.on_screen: list[int] = []  # the rows it asked for first (those on screen)
         self.refresh_count = 0         # requests completed (for tests)
-        kl = np.asarray(session.kl_per_dim, dtype=float)
-        dims = session.atlas_dims()
+        kl = np.asarray(session.stats.kl_per_dim, dtype=float)
+        dims = session.stats.atlas_dims()
         groups, labels = [], {}
         for part in session.layout.names:
             s = session.layout.slices[part]
@@ -294,7 +294,7 @@ class AtlasPanel(QWidget):
         viewport = self.scroll.viewport()
         top = self.grid.mapFrom(viewport, QPoint(0, 0))
         self.on_screen = self.grid.dims_in(QRect(top, viewport.size()))
-        self.request_id = self.session.request_atlas(int(self.columns.currentData()),
+        self.request_id = self.session.atlas.request(int(self.columns.currentData()),
                                                      ATLAS_SPAN, first=self.on_screen)
         self.status.setText("decoding…")
 

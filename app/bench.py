@@ -134,7 +134,8 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
     with _bench_window(checkpoint_or_model, device, window_size, "the GUI benchmark",
                        first_frame) as (app, session, window):
         # The most informative pose dimension, as the user would pick it.
-        index = int(session.active_dims("z_y1")[0]) if session.active_dims("z_y1") else 0
+        active = session.stats.active_dims("z_y1")
+        index = int(active[0]) if active else 0
         slider = window.latent_panel.slider(index)
         lo, hi = slider.minimum(), slider.maximum()
         values = np.linspace(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo), n).astype(np.float32)
@@ -400,7 +401,7 @@ def run_atlas_bench(checkpoint_or_model: Any, n: int = ATLAS_REFRESHES, *, devic
         panel.timer.timeout.connect(on_request)
         window.bridge.atlasChanged.connect(on_part)
         panel.refreshed.connect(lambda rid: done.setdefault(rid, time.perf_counter()))
-        dims = session.atlas_dims()
+        dims = session.stats.atlas_dims()
         rng = np.random.default_rng(0)
         for k in range(n):
             count = panel.refresh_count

@@ -1,127 +1,119 @@
 """Re-emit a `handlatent.explorer.Session`'s plain callbacks as Qt signals on the GUI thread.
 
-The session calls its listeners on whatever thread produced the event: "latent_changed" on the
-caller's thread, "decoded" from its decode worker. Widgets must only be touched from the GUI
-thread, so every view listens to this bridge instead of to the session.
+The session and its parts call their listeners on whatever thread produced the event:
+"latent_changed" on the caller's thread, "decoded" from the decode worker, "atlas_changed" from
+the atlas worker. Widgets must only be touched from the GUI thread, so every view listens to
+this bridge instead of to the session.
 
-Decoded frames are coalesced here as well: the worker stores the newest frame and posts one
-queued notification; if the GUI thread is busy while several frames arrive, it only ever sees
-the newest one (newest wins at both ends of the pipe, the session's request queue and this
-delivery queue).
+The bridge is built from the session's own lists of events (`session.events` and each part's):
+every event is relayed by the signal of its camel-cased name ("latent_changed" ->
+`latentChanged`), and an event without one fails at construction, not silently. Two relays do
+more than re-emit: "pending" makes the GUI thread apply the results the session's workers handed
+back (`Session.apply_pending`: the session's state changes on this thread only), and decoded
+frames are coalesced: the worker stores the newest frame and posts one queued notification; if
+the GUI thread is busy while several frames arrive, it only ever sees the newest one (newest
+wins at both ends of the pipe, the session's request queue and this delivery queue).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
-
-EVENTS = ("latent_changed", "decoded", "history_changed", "images_changed", "walk_changed",
-          "locks_changed", "transfer_changed", "atlas_changed", "error")
+from PySide6.QtCore import QObject, Qt, Signal, SignalInstance, Slot
 
 
-def _registry(session: Any) -> Any:
-    """The object with on/off: `session.events` (an Events registry) or the session itself."""
-    events = getattr(session, "events", None)
-    return events if events is not None and hasattr(events, "on") else session
+def signal_name(event: str) -> str:
+    """The bridge's signal for a session event: "latent_changed" -> "latentChanged"."""
+    first, *rest = event.split("_")
+    return first + "".join(word.capitalize() for word in rest)
 
 
-def _known(registry: Any, name: str) -> bool:
-    names = getattr(registry, "names", None)
-    return names is None or name in names
+def event_registries(session: Any) -> list[Any]:
+    """The session's `events` and those of its parts (`session.parts`), in that order."""
+    parts = getattr(session, "parts", {})
+    return [session.events, *(part.events for part in parts.values())]
 
 
 class SessionBridge(QObject):
-    """Qt-signal face of a session. Create it on the GUI thread; call `detach()` before closing."""
+    """Qt-signal face of a session. Create it on the GUI thread; call `detach()` before closing.
+
+    Raises TypeError if the session emits an event this class has no signal for.
+    """
 
     latentChanged = Signal(object)      # z, a numpy array (d,)
     decoded = Signal(object)            # the newest Decoded frame
     historyChanged = Signal()
-    imagesChanged = Signal()
-    walkChanged = Signal()
     locksChanged = Signal()
-    transferChanged = Signal()
-    atlasChanged = Signal(object)       # AtlasRows: a part of a latent-atlas request
+    dragged = Signal(object)            # DragUpdate, after its latentChanged
     error = Signal(str)
+    pending = Signal()                  # worker results wait: applied on this thread
+    walkChanged = Signal()
+    imagesChanged = Signal()
+    transferChanged = Signal()
+    samplingChanged = Signal(str)       # the sampling source
+    atlasChanged = Signal(object)       # AtlasRows: a part of a latent-atlas request
 
-    # Private: posted from any thread, delivered queued on the bridge's (GUI) thread.
+    # Private: posted from any thread, delivered on the bridge's (GUI) thread (queued), or at
+    # once when posted there (the usual case for events raised by a GUI action).
+    _relay = Signal(str, object)
     _frameReady = Signal()
-    _latent = Signal(object)
-    _history = Signal()
-    _images = Signal()
-    _walk = Signal()
-    _locks = Signal()
-    _transfer = Signal()
-    _atlas = Signal(object)
-    _error = Signal(str)
 
     def __init__(self, session: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self._lock = threading.Lock()
-        self._pending = None          # newest Decoded not yet delivered
+        self._pending_frame = None    # newest Decoded not yet delivered
         self._posted = False          # a _frameReady is in the event queue
         self.frames_received = 0      # frames the worker produced
         self.frames_delivered = 0     # frames handed to the views (the rest were superseded)
-        auto, queued = Qt.ConnectionType.AutoConnection, Qt.ConnectionType.QueuedConnection
-        self._frameReady.connect(self._deliver_frame, queued)
-        # "latent_changed" is usually raised on the GUI thread by a GUI action: deliver it
-        # synchronously then (AutoConnection), queued when it comes from another thread.
-        self._latent.connect(self.latentChanged, auto)
-        self._history.connect(self.historyChanged, auto)
-        self._images.connect(self.imagesChanged, auto)
-        self._walk.connect(self.walkChanged, auto)
-        self._locks.connect(self.locksChanged, auto)
-        self._transfer.connect(self.transferChanged, auto)
-        self._atlas.connect(self.atlasChanged, auto)   # from the atlas worker: queued
-        self._error.connect(self.error, auto)
-        self._callbacks = {
-            "latent_changed": self._latent.emit,
-            "decoded": self._on_decoded,
-            "history_changed": self._history.emit,
-            "images_changed": self._images.emit,
-            "walk_changed": self._walk.emit,
-            "locks_changed": self._locks.emit,
-            "transfer_changed": self._transfer.emit,
-            "atlas_changed": self._atlas.emit,
-            "error": self._on_error,
-        }
-        self._registry = _registry(session)
-        self._callbacks = {name: cb for name, cb in self._callbacks.items()
-                           if _known(self._registry, name)}
-        for name, cb in self._callbacks.items():
-            self._registry.on(name, cb)
+        self._relay.connect(self._deliver, Qt.ConnectionType.AutoConnection)
+        self._frameReady.connect(self._deliver_frame, Qt.ConnectionType.QueuedConnection)
+        self.pending.connect(session.apply_pending)
+        self._subscriptions: list[tuple[Any, str, Callable[..., None]]] = []
+        for registry in event_registries(session):
+            for event in registry.names:
+                self._subscriptions.append((registry, event, self._listener(event)))
+        for registry, event, listener in self._subscriptions:
+            registry.on(event, listener)
+
+    def _listener(self, event: str) -> Callable[..., None]:
+        """The session-side callback relaying `event`; TypeError if no signal relays it."""
+        name = signal_name(event)
+        if not isinstance(getattr(self, name, None), SignalInstance) or name.startswith("_"):
+            raise TypeError(f"SessionBridge has no signal for the session's {event!r} event "
+                            f"(add a `{name}` Signal)")
+        if event == "decoded":
+            return self._on_decoded
+        return lambda *args: self._relay.emit(name, args)
 
     def detach(self) -> None:
         """Stop listening to the session (idempotent)."""
-        for name, cb in self._callbacks.items():
-            try:
-                self._registry.off(name, cb)
-            except Exception:  # noqa: BLE001 - a closed session may have dropped its listeners
-                pass
-        self._callbacks = {}
+        for registry, event, listener in self._subscriptions:
+            registry.off(event, listener)
+        self._subscriptions = []
 
     # -- called from any thread -------------------------------------------------------------
 
     def _on_decoded(self, frame: Any) -> None:
         with self._lock:
-            self._pending = frame
+            self._pending_frame = frame
             self.frames_received += 1
             if self._posted:
                 return
             self._posted = True
         self._frameReady.emit()
 
-    def _on_error(self, message: Any) -> None:
-        self._error.emit(str(message))
-
     # -- GUI thread -------------------------------------------------------------------------
+
+    @Slot(str, object)
+    def _deliver(self, name: str, args: tuple) -> None:
+        getattr(self, name).emit(*args)
 
     @Slot()
     def _deliver_frame(self) -> None:
         with self._lock:
-            frame, self._pending, self._posted = self._pending, None, False
+            frame, self._pending_frame, self._posted = self._pending_frame, None, False
         if frame is not None:
             self.frames_delivered += 1
             self.decoded.emit(frame)

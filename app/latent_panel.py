@@ -32,19 +32,13 @@ def group_title(session: Any, part: str) -> str:
     return f"{str(titles.get(part, part)).capitalize()} ({part})"
 
 
-def part_dims(session: Any, part: str) -> tuple[list[int], list[int]]:
+def part_dims(stats: Any, part: str) -> tuple[list[int], list[int]]:
     """(active, inactive) indices into z of `part`'s dimensions, each ordered by KL, largest first.
 
-    The session decides what "active" means (`active_dims`, `inactive_dims`); this only splits.
+    The session's statistics decide what "active" means (`active_dims`, `inactive_dims`).
     """
-    active = [int(i) for i in session.active_dims(part)]
-    if hasattr(session, "inactive_dims"):
-        return active, [int(i) for i in session.inactive_dims(part)]
-    sl = session.layout.slices[part]
-    kl = np.asarray(session.kl_per_dim, dtype=float)
-    inactive = sorted((i for i in range(sl.start, sl.stop) if i not in set(active)),
-                      key=lambda i: (-kl[i], i))
-    return active, inactive
+    return ([int(i) for i in stats.active_dims(part)],
+            [int(i) for i in stats.inactive_dims(part)])
 
 
 def slider_range() -> tuple[float, float]:
@@ -124,9 +118,9 @@ class LatentGroup(QCollapsible):
         tools.addWidget(self.count)
         column.addLayout(tools)
 
-        kl = np.asarray(session.kl_per_dim, dtype=float)
+        kl = np.asarray(session.stats.kl_per_dim, dtype=float)
         start = session.layout.slices[part].start
-        self.active, self.inactive = part_dims(session, part)
+        self.active, self.inactive = part_dims(session.stats, part)
         self.sliders: dict[int, DimSlider] = {}
         self.active_box = self._slider_box(self.active, kl, start)
         self.inactive_box = self._slider_box(self.inactive, kl, start)

@@ -81,8 +81,8 @@ class MainWindow(ImageDropMixin, QMainWindow):
         self.setCentralWidget(self.splitter)
 
         self.latent_panel = LatentPanel(session, self.bridge)
-        self.walk_panel = WalkPanel(session, self.bridge)
-        self.transfer_panel = TransferPanel(session, self.bridge)
+        self.walk_panel = WalkPanel(session.walk, session.stats, self.bridge)
+        self.transfer_panel = TransferPanel(session.images, self.bridge)
         self.latent_dock = self._dock("Latent z", "latent-dock", self.latent_panel,
                                       Qt.DockWidgetArea.LeftDockWidgetArea)
         self.walk_dock = self._dock("Latent walk", "walk-dock", self.walk_panel,
@@ -123,6 +123,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
         self.skeleton.jointDragged.connect(self.drag_joint)
         self.skeleton.jointReleased.connect(session.end_drag)
         self.viewpoint_mode.toggled.connect(self._sync_viewpoint_action)
+        self.bridge.samplingChanged.connect(self._sync_sampling_actions)
         self.latent_panel.showInactiveChanged.connect(self._sync_inactive_action)
         for panel in (self.walk_panel, self.transfer_panel):
             panel.message.connect(self.show_message)
@@ -183,6 +184,10 @@ class MainWindow(ImageDropMixin, QMainWindow):
         a.setChecked(on)
         a.blockSignals(False)
 
+    def _sync_sampling_actions(self, source: str) -> None:
+        # exclusive group: the other action unchecks; set_sampling then finds nothing to change
+        self.actions_by_name[f"sample_{source}"].setChecked(True)
+
     def _sync_inactive_action(self, show: bool) -> None:
         a = self.actions_by_name["show_inactive"]
         a.blockSignals(True)
@@ -210,7 +215,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
             return
         self.session.randomize(part)
         locked = [p for p in self.session.layout.names if self.session.locked(p)]
-        source = SOURCE_LABELS[self.session.sampling]
+        source = SOURCE_LABELS[self.session.stats.sampling]
         if part is not None:
             self.show_message(f"Sampled {part} from {source}")
         else:
@@ -219,7 +224,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
 
     def set_sampling(self, source: str) -> None:
         """Where Random draws from: "hands" (the fitted Gaussian) or "prior" (N(0, I))."""
-        self.session.sampling = source
+        self.session.stats.sampling = source
         self.show_message(f"Random samples now come from {SOURCE_LABELS[source]}")
 
     def reset_all(self) -> None:

@@ -146,6 +146,45 @@ def ground_grid(center: tuple[float, float], half: float, z: float) -> np.ndarra
     return np.asarray(segs, dtype=np.float32)
 
 
+class SkeletonCanvas(scene.SceneCanvas):
+    """The 3D view's vispy canvas, drawable into an `OffscreenSurface` through public hooks.
+
+    vispy's Qt backend makes an offscreen OpenGL context current while it builds the canvas:
+    `make_current()` makes that context current again (other windows' contexts may be). While
+    `update_hook` is set, every redraw request goes to it instead of the canvas' own (never
+    shown) widget; `surface_size`, when set, is the size in physical pixels the scene is drawn
+    at (a hidden widget never learns it from Qt).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.update_hook: Any = None
+        self.surface_size: tuple[int, int] | None = None
+        super().__init__(**kwargs)
+        from PySide6.QtGui import QOpenGLContext
+        context = QOpenGLContext.currentContext()
+        self.unfreeze()   # vispy's canvases refuse new attributes after their __init__
+        self.offscreen_context = context
+        self.offscreen_surface = context.surface() if context is not None else None
+        self.freeze()
+
+    @property
+    def physical_size(self) -> tuple[int, int]:
+        """The drawing size in physical pixels (`surface_size` while one is set)."""
+        return self.surface_size if self.surface_size is not None else super().physical_size
+
+    def update(self, node: Any = None) -> None:
+        """Ask for a redraw: of `update_hook` while set, else of vispy's own widget."""
+        if self.update_hook is not None:
+            self.update_hook()
+        else:
+            super().update(node)
+
+    def make_current(self) -> None:
+        """Make the canvas' offscreen OpenGL context current."""
+        if self.offscreen_context is not None and self.offscreen_surface is not None:
+            self.offscreen_context.makeCurrent(self.offscreen_surface)
+
+
 class SkeletonView(QWidget):
     """Joints + bones of the newest decoded frame in a turntable-camera 3D scene.
 
@@ -198,8 +237,8 @@ class SkeletonView(QWidget):
         layout.addLayout(bar)
         self.bar = bar   # other views' controls (the viewpoint-mode button) join this bar
 
-        self.canvas = scene.SceneCanvas(keys=None, bgcolor=BACKGROUND, show=False,
-                                        size=(480, 480))
+        self.canvas = SkeletonCanvas(keys=None, bgcolor=BACKGROUND, show=False,
+                                     size=(480, 480))
         self.canvas.native.setMinimumSize(200, 200)
         self.view = self.canvas.central_widget.add_view()
         self.view.camera = scene.TurntableCamera(fov=35.0, elevation=15.0, azimuth=0.0,
@@ -409,7 +448,7 @@ class SkeletonView(QWidget):
     def render(self) -> np.ndarray:
         """The 3D view's pixels (H, W, 4) uint8, rendered now (needs OpenGL)."""
         if isinstance(self.surface, OffscreenSurface):
-            self.surface.make_current()
+            self.canvas.make_current()
         return self.canvas.render()
 
     def shutdown(self) -> None:
@@ -419,7 +458,7 @@ class SkeletonView(QWidget):
 
 
 class OffscreenSurface(QWidget):
-    """Shows a vispy SceneCanvas rendered offscreen, and feeds it the mouse (raster widget).
+    """Shows a `SkeletonCanvas` rendered offscreen, and feeds it the mouse (raster widget).
 
     The canvas' own QOpenGLWidget is never shown: the scene is drawn into a framebuffer object
     in the canvas' offscreen context (`SceneCanvas.render`) whenever vispy asks for an update,
@@ -431,7 +470,7 @@ class OffscreenSurface(QWidget):
 
     rendered = Signal()
 
-    def __init__(self, canvas: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, canvas: SkeletonCanvas, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.canvas = canvas
         self.native = canvas.native
@@ -446,19 +485,14 @@ class OffscreenSurface(QWidget):
         self._dirty = True
         self._just_rendered = False
         self._stopped = False
+        self._rendering = False
         # Every vispy update request (visual data changed, camera moved) schedules one render.
-        self.native._vispy_update = self.schedule
-
-    def make_current(self) -> None:
-        """Make the canvas' offscreen context current (other windows' contexts may be)."""
-        context = getattr(self.native, "_secondary_context", None)
-        surface = getattr(self.native, "_surface", None)
-        if context is not None and surface is not None:
-            context.makeCurrent(surface)
+        canvas.update_hook = self.schedule
 
     def schedule(self) -> None:
-        """vispy wants a redraw: repaint this widget (Qt coalesces), which renders the scene."""
-        if not self._stopped:
+        """vispy wants a redraw: repaint this widget (Qt coalesces), which renders the scene.
+        Requests made while the scene is being drawn are for that drawing: ignored."""
+        if not self._stopped and not self._rendering:
             self._dirty = True
             self.update()
 
@@ -470,11 +504,9 @@ class OffscreenSurface(QWidget):
         if self._stopped or self.width() < 2 or self.height() < 2:
             return
         start = time.perf_counter()
-        # SceneCanvas ignores update() while one is pending until its draw handler ran; we
-        # draw with render() instead, so clear the flag for the next update to reach us.
-        self.canvas._update_pending = False
+        self._rendering = True
         try:
-            self.make_current()
+            self.canvas.make_current()
             pixels = np.ascontiguousarray(self.canvas.render(alpha=True))
         except Exception as error:  # noqa: BLE001 - no OpenGL here: say so in the view
             self.error = " ".join(str(error).split()) or type(error).__name__
@@ -487,6 +519,8 @@ class OffscreenSurface(QWidget):
             self.image = QImage(pixels.data, w, h, pixels.strides[0],
                                 QImage.Format.Format_RGBX8888)
             self.image.setDevicePixelRatio(self.devicePixelRatioF())
+        finally:
+            self._rendering = False
         self.render_ms = (time.perf_counter() - start) * 1000
         self._just_rendered = True
 
@@ -512,7 +546,7 @@ class OffscreenSurface(QWidget):
         ratio = self.devicePixelRatioF()
         self.native.resize(w, h)      # hidden: geometry only, which vispy reads as its size
         physical = (int(w * ratio), int(h * ratio))
-        self.native._vispy_set_physical_size(*physical)
+        self.canvas.surface_size = physical
         self.canvas.events.resize(size=(w, h), physical_size=physical)
         self.schedule()
 

@@ -1,8 +1,9 @@
 """The pose-transfer panel: pose image | content image | result, each above its skeleton.
 
-Loading goes through `Session.load_image(path, "pose" | "content")`; the result is
-`Session.transfer()` (z_y1, z_y2 of the pose image with z_u of the content image), saved with
-`Session.save_transfer`. Image files can be dropped onto the pose or content column.
+A view of the session's image slots (`session.images`, handlatent.explorer.slots.ImageSlots):
+loading goes through `images.load(path, "pose" | "content")`; the result is `images.transfer()`
+(z_y1, z_y2 of the pose image with z_u of the content image), saved with
+`images.save_transfer`. Image files can be dropped onto the pose or content column.
 """
 
 from __future__ import annotations
@@ -79,13 +80,13 @@ class TransferColumn(ImageDropMixin, QWidget):
 
 
 class TransferPanel(QWidget):
-    """Three columns and the buttons that drive `Session.load_image` / `transfer`."""
+    """Three columns and the buttons that drive `images.load` / `images.transfer`."""
 
     message = Signal(str)
 
-    def __init__(self, session: Any, bridge: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, images: Any, bridge: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.session = session
+        self.images = images
         row = QHBoxLayout(self)
         row.setContentsMargins(6, 6, 6, 6)
         row.setSpacing(12)
@@ -116,7 +117,7 @@ class TransferPanel(QWidget):
     def load(self, slot: str, path: str) -> bool:
         """Load `path` into `slot` and transfer when both images are there; False if refused."""
         try:
-            self.session.load_image(path, slot)
+            self.images.load(path, slot)
         except ValueError as error:   # ImageError: one line, the session is unchanged
             self.message.emit(str(error))
             return False
@@ -125,20 +126,18 @@ class TransferPanel(QWidget):
         return True
 
     def run_transfer(self) -> None:
-        images = self.session.images
-        if "pose" in images and ("content" in images or self.session.layout.z_u == 0):
+        if self.images.can_transfer:
             try:
-                self.session.transfer()
+                self.images.transfer()
             except ValueError as error:
                 self.message.emit(str(error))
 
     def sync(self) -> None:
-        images = self.session.images
         for slot, col in (("pose", self.pose), ("content", self.content)):
-            loaded = images.get(slot)
+            loaded = self.images.get(slot)
             col.display(None if loaded is None else loaded.model_input,
                      None if loaded is None else loaded.decoded.xyz)
-        result = getattr(self.session, "transfer_result", None)
+        result = self.images.transfer_result
         self.result.display(None if result is None else result.image,
                          None if result is None else result.xyz)
         self.result.button.setEnabled(result is not None)
@@ -151,7 +150,7 @@ class TransferPanel(QWidget):
 
     def save(self, path: str) -> bool:
         try:
-            written = self.session.save_transfer(path)
+            written = self.images.save_transfer(path)
         except (ValueError, OSError) as error:
             self.message.emit(f"Cannot save: {' '.join(str(error).split())}")
             return False

@@ -18,10 +18,14 @@ re-rendered from the angle the user looks from (through the newest-request-wins 
 - A latent change from elsewhere during a mouse orbit (undo, a sample) ends the orbit: the rest
   of that drag only moves the camera, which returns to the reference on release.
 - Leaving the mode turns the camera back to the usual home angles (`HOME_ANGLES`).
+
+The loop's state is one `Orbit` value (off, resting, turning, applying, cancelled); whether a
+mouse button is down is an input beside it.
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -31,6 +35,17 @@ from handlatent.app.skeleton_view import HOME_ANGLES, SkeletonView
 from handlatent.explorer.viewpoint import orbit_viewpoint
 
 REFERENCE_ANGLES = (0.0, 0.0)   # (azimuth, elevation) at rest in viewpoint mode; roll 0
+
+
+class Orbit(Enum):
+    """Where the mode's loop stands (the mouse button itself is an input: `pressed`)."""
+
+    OFF = "off"                # the mode is off: orbiting moves only the camera
+    RESTING = "resting"        # on, no orbit: the camera rests at the reference angles
+    TURNING = "turning"        # a mouse orbit turns the hand: one undo step, the view holds
+    APPLYING = "applying"      # our own set_viewpoint runs (its latent change is no outsider)
+    CANCELLED = "cancelled"    # an outside change ended this mouse orbit: until the release,
+    #                            the camera moves alone
 
 
 class ViewpointMode(QObject):
@@ -43,13 +58,10 @@ class ViewpointMode(QObject):
         super().__init__(parent)
         self.session = session
         self.view = view
-        self.enabled = False
+        self.state = Orbit.OFF
+        self.pressed = False                      # a mouse button is down on the 3D view
         self.applied = 0                          # set_viewpoint calls made (for tests)
-        self._pressed = False                     # a mouse button is down on the 3D view
-        self._start: np.ndarray | None = None     # viewpoint the orbit in progress began at
-        self._editing = False                     # this orbit opened a session edit
-        self._applying = False                    # our own set_viewpoint is running
-        self._cancelled = False                   # an outside change ended this drag's orbit
+        self._start: np.ndarray | None = None     # viewpoint the turn in progress began at
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
@@ -59,13 +71,18 @@ class ViewpointMode(QObject):
         view.canvas.events.mouse_release.connect(self._on_release)
         bridge.latentChanged.connect(self._on_latent_changed)
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the mode is on."""
+        return self.state is not Orbit.OFF
+
     def set_enabled(self, on: bool) -> None:
         """Turn the mode on (camera to the reference, 3D pose shown) or off (camera home)."""
         on = bool(on)
         if on == self.enabled:
             return
         self._finish()
-        self.enabled = on
+        self.state = Orbit.RESTING if on else Orbit.OFF
         self.view.home_angles = REFERENCE_ANGLES if on else HOME_ANGLES
         if on:
             self.view.set_mode("xyz")
@@ -81,57 +98,55 @@ class ViewpointMode(QObject):
         return self.camera_angles() == (*REFERENCE_ANGLES, 0.0)
 
     def _on_drawn(self, _request_id: Any) -> None:
-        if self.enabled and not self._cancelled and not self._at_reference():
+        if self.state in (Orbit.RESTING, Orbit.TURNING) and not self._at_reference():
             self._timer.start()
 
     def _on_press(self, _event: Any) -> None:
-        self._pressed = True
+        self.pressed = True
 
     def _on_release(self, _event: Any) -> None:
-        self._pressed = False
+        self.pressed = False
         if self._timer.isActive():                # the last position of the drag counts
             self._timer.stop()
             self._apply()
-        if self._start is not None or self._cancelled:
+        if self.state in (Orbit.TURNING, Orbit.CANCELLED):
             self._finish()
 
     def _apply(self) -> None:
-        """Set the viewpoint seen from the camera's current angles (relative to the orbit's
+        """Set the viewpoint seen from the camera's current angles (relative to the turn's
         start); a camera turned by code is applied as one step and turned back at once."""
-        if not self.enabled or self._cancelled or self._at_reference():
+        if self.state not in (Orbit.RESTING, Orbit.TURNING) or self._at_reference():
             return
-        if self._start is None:
+        if self.state is Orbit.RESTING:
             self._start = self.session.viewpoint()
-            if self._pressed:
+            if self.pressed:                      # a mouse orbit begins: one undo step
                 self.session.begin_edit()
-                self._editing = True
                 self.view.hold(True)
-        self._applying = True
+                self.state = Orbit.TURNING
+        state, self.state = self.state, Orbit.APPLYING
         try:
             self.session.set_viewpoint(orbit_viewpoint(self._start, *self.camera_angles()))
             self.applied += 1
         finally:
-            self._applying = False
-        if not self._pressed:
+            self.state = state
+        if not self.pressed:                      # turned by code, or the release's last move
             self._finish()
 
     def _on_latent_changed(self, _z: Any) -> None:
-        if self._applying or self._start is None:
-            return
-        self._end_orbit()
-        self._cancelled = self._pressed
+        if self.state is Orbit.TURNING:           # undo, a sample...: the turn ends here
+            self._end_turn()
+            self.state = Orbit.CANCELLED if self.pressed else Orbit.RESTING
 
-    def _end_orbit(self) -> None:
-        if self._editing:
-            self._editing = False
+    def _end_turn(self) -> None:
+        if self.state is Orbit.TURNING:
             self.session.end_edit()
         self._start = None
         self.view.hold(False)
 
     def _finish(self) -> None:
-        """End any orbit (one undo step) and turn the camera back to the rest angles."""
+        """End any turn (one undo step) and turn the camera back to the rest angles."""
         self._timer.stop()
-        self._end_orbit()
-        self._cancelled = False
+        self._end_turn()
         if self.enabled:
+            self.state = Orbit.RESTING
             self.view.look_home()

@@ -1,9 +1,10 @@
 """The latent-walk panel: endpoints A and B, which parts move, play/scrub, export.
 
-Endpoints come from the current latent, a prior sample or an encoded image; the walk itself
-(interpolation, which parts move, export) is the session's. Playback is a QTimer on the GUI
-thread that moves the session's walk position; the export runs on a worker thread
-(`workers.Job`) with a cancellable progress dialog.
+A view of the session's walk part (`session.walk`, handlatent.explorer.walk.Walk). Endpoints
+come from the current latent, a random sample (`session.stats`) or an encoded image; the walk
+itself (interpolation, which parts move, export) is the part's. Playback is a QTimer on the GUI
+thread that moves the walk's position; the export runs on a worker thread (`workers.Job`) with a
+cancellable progress dialog.
 """
 
 from __future__ import annotations
@@ -32,15 +33,6 @@ PART_PRESETS = (        # (label, parts moved)
     ("All of z", ("z_y1", "z_y2", "z_u")),
 )
 THUMB = 84
-
-
-
-
-def encode_image_file(session: Any, path: str) -> np.ndarray:
-    """The posterior mean of an image file (the session crops and encodes; ImageError if bad)."""
-    from handlatent.explorer.images import prepare_image
-    prepared = prepare_image(path, session.image_size)
-    return np.asarray(session.encode(prepared.model_input), dtype=np.float32)
 
 
 class Endpoint(QGroupBox):
@@ -80,15 +72,17 @@ class Endpoint(QGroupBox):
 
 
 class WalkPanel(QWidget):
-    """Endpoints, parts, playback and export of a latent walk."""
+    """Endpoints, parts, playback and export of a latent walk (`walk`); random endpoints are
+    drawn from `stats` (the session's LatentStats)."""
 
     message = Signal(str)          # status-bar text
     exportFinished = Signal(str)   # path written
     exportFailed = Signal(str)
 
-    def __init__(self, session: Any, bridge: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, walk: Any, stats: Any, bridge: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.session = session
+        self.walk = walk
+        self.stats = stats
         self.t = 0.0
         self.direction = 1.0
         self.job: Job | None = None
@@ -115,7 +109,7 @@ class WalkPanel(QWidget):
         top = QHBoxLayout()
         top.addWidget(QLabel("Moves:"))
         self.parts = QComboBox()
-        available = set(session.layout.names[i] for i, n in enumerate(session.layout.sizes) if n)
+        available = set(walk.layout.names[i] for i, n in enumerate(walk.layout.sizes) if n)
         for label, parts in PART_PRESETS:
             if set(parts) <= available:
                 self.parts.addItem(label, parts)
@@ -178,20 +172,20 @@ class WalkPanel(QWidget):
         self.parts.currentIndexChanged.connect(self._on_parts)
         self.export_button.clicked.connect(self.export_dialog)
         bridge.walkChanged.connect(self.sync)
-        self._select_parts(session.walk_parts)
+        self._select_parts(walk.parts)
         self._on_parts()
         self.sync()
 
     # -- endpoints ---------------------------------------------------------------------------
 
     def set_endpoint(self, which: str, z: Any) -> None:
-        self.session.set_walk_endpoint(which, z)
+        self.walk.set_endpoint(which, z)
 
     def set_endpoint_current(self, which: str) -> None:
-        self.session.set_walk_endpoint(which, None)
+        self.walk.set_endpoint(which, None)
 
     def set_endpoint_random(self, which: str) -> None:
-        self.session.set_walk_endpoint(which, self.session.sample_latent())
+        self.walk.set_endpoint(which, self.stats.sample())
 
     def set_endpoint_image_dialog(self, which: str) -> None:
         path = dialogs.open_image_path(self, f"Endpoint {which} from an image")
@@ -200,29 +194,27 @@ class WalkPanel(QWidget):
 
     def set_endpoint_image(self, which: str, path: str) -> bool:
         try:
-            z = encode_image_file(self.session, path)
-        except ValueError as error:   # ImageError is a ValueError: session unchanged
+            self.walk.set_endpoint_image(which, path)
+        except ValueError as error:   # ImageError is a ValueError: the walk is unchanged
             self.message.emit(str(error))
             return False
-        self.session.set_walk_endpoint(which, z)
         self.message.emit(f"Endpoint {which}: {os.path.basename(path)}")
         return True
 
     def has_endpoints(self) -> bool:
-        return all(self.session.walk_endpoint(w) is not None for w in ("A", "B"))
+        return self.walk.ready
 
     # -- follow the session ------------------------------------------------------------------
 
     def sync(self) -> None:
         for which, box in self.ends.items():
-            z = self.session.walk_endpoint(which)
-            box.show_image(None if z is None else self.session.decode_now(z).image)
+            box.show_image(self.walk.endpoint_image(which))
         ready = self.has_endpoints()
         for w in (self.play_button, self.scrub, self.export_button):
             w.setEnabled(ready)
         if not ready and self.play_button.isChecked():
             self.play_button.setChecked(False)
-        self._select_parts(self.session.walk_parts)
+        self._select_parts(self.walk.parts)
 
     def _select_parts(self, parts: Any) -> None:
         parts = set(parts)
@@ -236,7 +228,7 @@ class WalkPanel(QWidget):
     def _on_parts(self) -> None:
         parts = self.parts.currentData()
         if parts is not None:
-            self.session.walk_parts = set(parts)
+            self.walk.parts = set(parts)
 
     # -- playback ------------------------------------------------------------------------------
 
@@ -273,7 +265,7 @@ class WalkPanel(QWidget):
             self.scrub.blockSignals(False)
         self.position.setText(f"t = {self.t:.2f}")
         try:
-            self.session.set_walk_position(self.t)
+            self.walk.set_position(self.t)
         except ValueError as error:
             self.play_button.setChecked(False)
             self.message.emit(str(error))
@@ -296,10 +288,10 @@ class WalkPanel(QWidget):
             raise RuntimeError("an export is already running")
         n = int(n_frames or self.frames.value())
         rate = float(fps or self.fps.value())
-        session = self.session
+        walk = self.walk
 
         def work(progress, cancel):
-            return session.export_walk(path, n, rate, progress, cancel)
+            return walk.export(path, n, rate, progress, cancel)
 
         job = Job(work, self)
         self.job = job

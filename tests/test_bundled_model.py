@@ -50,12 +50,12 @@ def test_random_samples_look_like_reconstructed_hands(session) -> None:
     real = render_scene(sample_scene(np.random.default_rng(77), 2 * n), 128)["image"]
 
     def pictures(z: np.ndarray) -> np.ndarray:
-        return thumbnails(np.stack([frame.image for frame in session.decode_many(z)]))
+        return thumbnails(np.stack([frame.image for frame in session.runner.decode(z)]))
 
-    reference, other = pictures(session.encode(real[:n])), pictures(session.encode(real[n:]))
-    assert session.sampling == "hands"
-    hands = pictures(np.stack([session.sample_latent(i) for i in range(n)]))
-    prior = pictures(np.stack([session.sample_latent(i, source="prior") for i in range(n)]))
+    reference, other = pictures(session.runner.encode(real[:n])), pictures(session.runner.encode(real[n:]))
+    assert session.stats.sampling == "hands"
+    hands = pictures(np.stack([session.stats.sample(i) for i in range(n)]))
+    prior = pictures(np.stack([session.stats.sample(i, source="prior") for i in range(n)]))
     floor = frechet_distance(other, reference)
     fd_hands, fd_prior = frechet_distance(hands, reference), frechet_distance(prior, reference)
     assert fd_hands < 1.5 * floor, (fd_hands, floor)
@@ -79,11 +79,11 @@ def test_transfer_in_the_window_keeps_the_pose_images_pose(qtbot, session, tmp_p
             path = tmp_path / f"{role}{k}.png"
             Image.fromarray(image).save(path)
             assert window.transfer_panel.load(role, str(path))
-        result = session.transfer_result
+        result = session.images.transfer_result
         assert result is not None
         z_pose = session.images["pose"].z[pose]
         z_content = session.images["content"].z[pose]
-        z_result = session.encode(result.image[None])[0][pose]
+        z_result = session.runner.encode(result.image[None])[0][pose]
         ratios.append(np.linalg.norm(z_result - z_pose) / np.linalg.norm(z_result - z_content))
     assert sum(r < 1 for r in ratios) > PAIRS / 2, ratios
     assert np.median(ratios) < 0.9, ratios
@@ -101,7 +101,7 @@ def test_viewpoint_mode_re_renders_from_the_angle_the_camera_looks_from(qtbot, s
     window.show()
     qtbot.waitExposed(window)
     try:
-        session.set_latent(session.sample_latent(3))
+        session.set_latent(session.stats.sample(3))
         window.actions_by_name["viewpoint_mode"].trigger()
         mode, cam = window.viewpoint_mode, window.skeleton.view.camera
 

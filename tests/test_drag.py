@@ -9,6 +9,7 @@ finger may follow it), z_u stays and the whole drag is one undo step.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def _drag(session: Session, joint: int, target: np.ndarray, mode: str) -> None:
                                                ("cpose", 1, 3), ("cpose", 10, 4)])
 def test_dragged_joint_reaches_the_target_and_the_rest_stays(bundled, mode, joint, seed):
     session = Session(bundled, asynchronous=False, latent_stats=STATS)
-    z0 = session.sample_latent(seed)
+    z0 = session.stats.sample(seed)
     session.set_latent(z0, record=False)
     history = []
     session.events.on("history_changed", lambda: history.append(session.can_undo))
@@ -129,6 +130,45 @@ def test_asynchronous_drag_serves_the_newest_target_and_is_one_step(tiny, monkey
         np.testing.assert_array_equal(session.last_decoded.z, updates[-1].z)
         assert session.undo() and not session.can_undo
         np.testing.assert_array_equal(session.latent, z0)
+    finally:
+        session.close()
+
+
+def test_randomising_during_a_drag_leaves_the_session_consistent(tiny):
+    """R pressed while drag updates run, 30 times at random moments: the latent is only ever
+    written on the driving thread, every applied update is the latent right after it, and once
+    the drag ended the sliders, the decoded frame and the history agree (one undo step)."""
+    session = Session(tiny, latent_stats=STATS)
+    try:
+        main, writers, latents, mismatched = threading.get_ident(), set(), [], []
+
+        def on_latent(z):
+            writers.add(threading.get_ident())
+            latents.append(z)
+
+        session.events.on("latent_changed", on_latent)
+        session.events.on("dragged", lambda u: mismatched.append(
+            not np.array_equal(u.z, session.latent)))
+        rng = np.random.default_rng(0)
+        for _ in range(30):
+            before = session.latent
+            start = pose_points(tiny, before, "xyz")[5]
+            session.begin_drag(5)
+            for k in range(6):
+                session.drag_to(start + 0.05 * rng.standard_normal(3))
+                if k in (1, 3):
+                    session.randomize(rng=rng)          # R during the drag
+                time.sleep(rng.uniform(0, 0.004))
+            session.end_drag()
+            assert session.wait_idle(10)
+            z = session.latent
+            np.testing.assert_array_equal(latents[-1], z)                 # the sliders
+            np.testing.assert_array_equal(session.last_decoded.z, z)      # the frame
+            assert session.undo()                        # the drag and its samples: one step
+            np.testing.assert_array_equal(session.latent, before)
+            assert session.redo() and session.wait_idle(10)
+            np.testing.assert_array_equal(session.latent, z)
+        assert writers == {main} and mismatched and not any(mismatched)
     finally:
         session.close()
 

@@ -59,10 +59,12 @@ def make_session(model, stats):
 
 
 def recorder(session, *names):
-    """Subscribe to events; returns a dict name -> list of argument tuples."""
+    """Subscribe to events of the session or its parts; returns name -> argument tuples."""
     calls = {n: [] for n in names}
+    registries = [session.events, *(part.events for part in session.parts.values())]
     for n in names:
-        session.events.on(n, lambda *a, n=n: calls[n].append(a))
+        registry = next(r for r in registries if n in r.names)
+        registry.on(n, lambda *a, n=n: calls[n].append(a))
     return calls
 
 
@@ -266,15 +268,15 @@ def test_decoded_frames_are_read_only(make_session):
 
 def test_kl_ordering_and_active_dims(make_session, stats):
     s = make_session()
-    np.testing.assert_allclose(s.kl_per_dim, stats["kl_per_dim"])
+    np.testing.assert_allclose(s.stats.kl_per_dim, stats["kl_per_dim"])
     for part, sl in (("z_y1", Y1), ("z_y2", Y2), ("z_u", U)):
-        active = s.active_dims(part)
-        kl = s.kl_per_dim
+        active = s.stats.active_dims(part)
+        kl = s.stats.kl_per_dim
         assert len(active) == sl.stop - sl.start - 4
         assert all(sl.start <= i < sl.stop for i in active)
         assert [kl[i] for i in active] == sorted([kl[i] for i in active], reverse=True)
-        assert set(active) | set(s.inactive_dims(part)) == set(range(sl.start, sl.stop))
-        assert s.dim_order(part)[:len(active)] == active
+        assert set(active) | set(s.stats.inactive_dims(part)) == set(range(sl.start, sl.stop))
+        assert s.stats.dim_order(part)[:len(active)] == active
     with pytest.raises(ValueError):
         make_session(latent_stats={"kl_per_dim": [1.0, 2.0]})
 
@@ -289,15 +291,15 @@ def test_kl_estimated_when_checkpoint_has_none(make_session, monkeypatch, model)
     monkeypatch.setattr(explorer_stats, "KL_SAMPLES", 8)
     monkeypatch.setattr(explorer_stats, "_synthetic_images", fake_synth)
     s = make_session(latent_stats=None)
-    kl = s.kl_per_dim
+    kl = s.stats.kl_per_dim
     assert rendered == [(8, S, explorer_stats.KL_SEED)]
     assert kl.shape == (D,) and np.all(kl >= 0) and np.isfinite(kl).all()
-    np.testing.assert_array_equal(s.kl_per_dim, kl)  # cached
+    np.testing.assert_array_equal(s.stats.kl_per_dim, kl)  # cached
     images = fake_synth(8, S, 0)
     mu, logvar = model.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2) / 127.5 - 1)
     expected = (0.5 * (mu ** 2 + logvar.exp() - 1 - logvar)).mean(0).detach().numpy()
     np.testing.assert_allclose(kl, expected, rtol=1e-4, atol=1e-6)
-    assert s.active_dims("z_u") == [i for i in s.dim_order("z_u") if kl[i] >= 0.01]
+    assert s.stats.active_dims("z_u") == [i for i in s.stats.dim_order("z_u") if kl[i] >= 0.01]
 
 
 def test_kl_falls_back_to_decoded_prior_samples(monkeypatch, model):
@@ -317,7 +319,7 @@ def test_from_checkpoint(tmp_path, model, stats):
     save_checkpoint(path, model, extra={"latent_stats": stats})
     with Session.from_checkpoint(path, device="cpu", asynchronous=False) as s:
         assert s.name == "run1/best" and s.device == "cpu" and s.image_size == S
-        np.testing.assert_allclose(s.kl_per_dim, stats["kl_per_dim"])
+        np.testing.assert_allclose(s.stats.kl_per_dim, stats["kl_per_dim"])
         np.testing.assert_allclose(s.decode_now(np.ones(D)).image,
                                    Session(model, asynchronous=False).decode_now(np.ones(D)).image,
                                    atol=1)
@@ -369,12 +371,12 @@ def test_images_of_every_kind_are_accepted(make_session, tmp_path):
     assert np.all(loaded["la"].model_input == 255)
     assert loaded["wide"].original_size == (10_000, 400)
     assert loaded["wide"].thumbnail.shape[1] == 256
-    img = s.load_image(files["wide"], "pose")  # the session encodes and decodes what it read
+    img = s.images.load(files["wide"], "pose")  # the session encodes and decodes what it read
     np.testing.assert_array_equal(img.model_input, loaded["wide"].model_input)
     assert img.z.shape == (D,) and img.decoded.image.shape == (S, S, 3) and img.label == "wide.png"
-    arr = s.load_image(np.asarray(hand_picture(100, 50)), "content")
+    arr = s.images.load(np.asarray(hand_picture(100, 50)), "content")
     assert arr.path is None and arr.label == "array"
-    np.testing.assert_allclose(s.encode(arr.model_input), arr.z, atol=1e-5)
+    np.testing.assert_allclose(s.runner.encode(arr.model_input), arr.z, atol=1e-5)
     np.testing.assert_array_equal(arr.decoded.z, arr.z)
     assert set(s.images) == {"pose", "content"} and len(calls["images_changed"]) == 2
     assert not calls["latent_changed"] and not s.can_undo  # loading does not move the latent
@@ -399,7 +401,7 @@ def test_bad_images_raise_one_line_and_change_nothing(make_session, tmp_path):
     s = make_session(asynchronous=True)
     good = tmp_path / "good.png"
     hand_picture(64, 64).save(good)
-    s.load_image(good, "content")
+    s.images.load(good, "content")
     s.set_value(0, 1.0)
     assert s.wait_idle(10)
     calls = recorder(s, "latent_changed", "images_changed", "history_changed", "decoded")
@@ -420,7 +422,7 @@ def test_bad_images_raise_one_line_and_change_nothing(make_session, tmp_path):
     for name, problem in cases.items():
         with pytest.raises(ImageError) as info:
             s.estimate(tmp_path / name) if name == "truncated.jpg" else \
-                s.load_image(tmp_path / name, "pose")
+                s.images.load(tmp_path / name, "pose")
         message = str(info.value)
         assert "\n" not in message and name in message and problem in message, message
         assert isinstance(info.value, ValueError)
@@ -428,9 +430,9 @@ def test_bad_images_raise_one_line_and_change_nothing(make_session, tmp_path):
     for bad_array in (np.zeros((10, 10, 2), np.uint8), np.zeros((0, 5, 3), np.uint8),
                       np.full((8, 8), 2.0), np.zeros((8, 8), np.complex64)):
         with pytest.raises(ImageError):
-            s.load_image(bad_array, "pose")
+            s.images.load(bad_array, "pose")
     with pytest.raises(ValueError, match="slot"):
-        s.load_image(good, "background")
+        s.images.load(good, "background")
     assert_unchanged(s, before)
     assert s.wait_idle(5)
     assert not any(calls.values()), calls
@@ -455,23 +457,24 @@ def test_estimate_sets_the_latent_as_one_step(make_session, tmp_path):
 def test_transfer_combines_pose_and_content(make_session, tmp_path):
     s = make_session()
     with pytest.raises(ValueError, match="pose and content"):
-        s.transfer()
-    pose = s.load_image(np.asarray(hand_picture(80, 80, seed=1)), "pose")
+        s.images.transfer()
+    pose = s.images.load(np.asarray(hand_picture(80, 80, seed=1)), "pose")
     with pytest.raises(ValueError, match="content"):
-        s.transfer()
-    content = s.load_image(np.asarray(hand_picture(80, 80, seed=2)), "content")
+        s.images.transfer()
+    content = s.images.load(np.asarray(hand_picture(80, 80, seed=2)), "content")
     calls = recorder(s, "transfer_changed", "latent_changed")
-    result = s.transfer()
+    result = s.images.transfer()
     expected = np.concatenate([pose.z[Y1], pose.z[Y2], content.z[U]])
     np.testing.assert_array_equal(result.z, expected)
-    assert s.transfer_result is result and calls["transfer_changed"] and not calls["latent_changed"]
+    assert s.images.transfer_result is result
+    assert calls["transfer_changed"] and not calls["latent_changed"]
     np.testing.assert_allclose(result.xyz, pose.decoded.xyz, atol=1e-5)  # pose from pose image
-    out = s.save_transfer(tmp_path / "transfer.png")
+    out = s.images.save_transfer(tmp_path / "transfer.png")
     with Image.open(out) as im:
         assert im.format == "PNG" and im.width > 3 * 256 and im.height > 2 * 256
     assert sorted(p.name for p in tmp_path.iterdir()) == ["transfer.png"]
-    s.load_image(np.asarray(hand_picture(80, 80, seed=3)), "pose")
-    assert s.transfer_result is None  # stale result dropped
+    s.images.load(np.asarray(hand_picture(80, 80, seed=3)), "pose")
+    assert s.images.transfer_result is None  # stale result dropped
 
 
 # ------------------------------------------------------------------------------ walk + export
@@ -480,56 +483,55 @@ def test_transfer_combines_pose_and_content(make_session, tmp_path):
 def walk_session(make_session):
     s = make_session()
     rng = np.random.default_rng(7)
-    s.set_walk_endpoint("A", rng.standard_normal(D))
-    s.set_walk_endpoint("b", rng.standard_normal(D))
+    s.walk.set_endpoint("A", rng.standard_normal(D))
+    s.walk.set_endpoint("b", rng.standard_normal(D))
     s.set_latent(rng.standard_normal(D))
     return s
 
 
 def test_walk_frames_move_only_chosen_parts(walk_session):
     s = walk_session
-    a, b, current = s.walk_endpoint("A"), s.walk_endpoint("B"), s.latent
-    s.walk_parts = {"z_y2"}
-    frames = s.walk_frames(5)
+    a, b, current = s.walk.endpoint("A"), s.walk.endpoint("B"), s.latent
+    s.walk.parts = {"z_y2"}
+    frames = s.walk.frames(5)
     assert frames.shape == (5, D) and frames.dtype == np.float32
     np.testing.assert_array_equal(frames[:, Y1], np.broadcast_to(current[Y1], (5, 32)))
     np.testing.assert_array_equal(frames[:, U], np.broadcast_to(current[U], (5, 16)))
     np.testing.assert_array_equal(frames[0, Y2], a[Y2])
     np.testing.assert_array_equal(frames[-1, Y2], b[Y2])
     np.testing.assert_allclose(frames[2, Y2], (a[Y2] + b[Y2]) / 2, atol=1e-6)
-    s.walk_parts = "all"
-    assert s.walk_parts == {"z_y1", "z_y2", "z_u"}
-    frames = s.walk_frames(4)
+    s.walk.parts = "all"
+    assert s.walk.parts == {"z_y1", "z_y2", "z_u"}
+    frames = s.walk.frames(4)
     np.testing.assert_array_equal(frames[0], a)
     np.testing.assert_array_equal(frames[-1], b)
     with pytest.raises(ValueError):
-        s.walk_parts = {"z_q"}
+        s.walk.parts = {"z_q"}
 
 
 def test_walk_position_is_not_recorded(walk_session, make_session):
     s = walk_session
-    steps = len(s._history)
-    calls = recorder(s, "latent_changed")
-    s.walk_parts = {"z_u"}
+    calls = recorder(s, "latent_changed", "history_changed")
+    s.walk.parts = {"z_u"}
     before = s.latent
     for t in np.linspace(0, 1, 11):
-        s.set_walk_position(t)
-    np.testing.assert_array_equal(s.latent[U], s.walk_endpoint("B")[U])
+        s.walk.set_position(t)
+    np.testing.assert_array_equal(s.latent[U], s.walk.endpoint("B")[U])
     np.testing.assert_array_equal(s.latent[:48], before[:48])
-    assert len(calls["latent_changed"]) == 11 and len(s._history) == steps
+    assert len(calls["latent_changed"]) == 11 and not calls["history_changed"]
     with pytest.raises(ValueError):
-        s.set_walk_position(1.5)
+        s.walk.set_position(1.5)
     fresh = make_session()
-    fresh.set_walk_endpoint("A")
+    fresh.walk.set_endpoint("A")
     with pytest.raises(ValueError, match="endpoint B"):
-        fresh.walk_frames(3)
+        fresh.walk.frames(3)
 
 
 @pytest.mark.parametrize("suffix", [".gif", ".mp4", ".png"])
 def test_export_walk(walk_session, tmp_path, suffix):
     s = walk_session
     progress = []
-    out = s.export_walk(tmp_path / f"walk{suffix}", 6, fps=10,
+    out = s.walk.export(tmp_path / f"walk{suffix}", 6, fps=10,
                         progress=lambda i, n: progress.append((i, n)))
     assert out == tmp_path / f"walk{suffix}" and out.stat().st_size > 0
     assert progress == [(i, 6) for i in range(1, 7)]
@@ -541,7 +543,7 @@ def test_export_walk(walk_session, tmp_path, suffix):
         with Image.open(out) as im:
             assert im.size == (6 * 2 * S, S)
         strip = np.asarray(Image.open(out).convert("RGB"))
-        np.testing.assert_array_equal(strip[:, :S], s.decode_now(s.walk_frames(6)[0]).image)
+        np.testing.assert_array_equal(strip[:, :S], s.decode_now(s.walk.frames(6)[0]).image)
     else:
         import imageio.v2 as imageio
         with imageio.get_reader(out) as reader:
@@ -560,13 +562,13 @@ def test_export_cancel_and_bad_paths_leave_no_file(walk_session, tmp_path):
     for suffix in (".gif", ".mp4", ".png"):
         polls.clear()
         with pytest.raises(ExportCancelled):
-            s.export_walk(tmp_path / f"walk{suffix}", 20, cancel=cancel)
+            s.walk.export(tmp_path / f"walk{suffix}", 20, cancel=cancel)
         assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="format"):
-        s.export_walk(tmp_path / "walk.avi", 3)
+        s.walk.export(tmp_path / "walk.avi", 3)
     with pytest.raises(ValueError, match="does not exist"):
-        s.export_walk(tmp_path / "nope" / "walk.gif", 3)
-    out = s.export_walk(tmp_path / "big.png", 2, scale=2)
+        s.walk.export(tmp_path / "nope" / "walk.gif", 3)
+    out = s.walk.export(tmp_path / "big.png", 2, scale=2)
     with Image.open(out) as im:
         assert im.size == (2 * 2 * 2 * S, 2 * S)
 
@@ -628,6 +630,29 @@ def test_events_registry(make_session):
     assert len(got) == 1
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_raising_listener_is_logged_and_stops_neither_the_decode_nor_the_caller(
+        make_session, caplog, asynchronous):
+    s = make_session(asynchronous)
+    seen = []
+
+    def broken_view(z):
+        raise RuntimeError("this view is broken")
+
+    s.events.on("latent_changed", broken_view)
+    s.events.on("latent_changed", lambda z: seen.append((z, s.latent, s.can_undo)))
+    with caplog.at_level("ERROR", logger="handlatent.explorer"):
+        s.set_value(0, 1.5)                                  # does not raise
+    assert s.wait_idle(10)
+    assert s.latent[0] == 1.5 and s.can_undo
+    np.testing.assert_array_equal(s.last_decoded.z, s.latent)   # the decode went on
+    (z, latent, can_undo), = seen                        # the next listener still ran, and
+    np.testing.assert_array_equal(z, latent)             # saw the change complete: latent
+    assert can_undo                                      # and history already updated
+    assert "latent_changed" in caplog.text and "broken_view" in caplog.text
+    assert "this view is broken" in caplog.text
+
+
 def test_decode_errors_reach_the_error_event(make_session, monkeypatch):
     for asynchronous in (False, True):
         s = make_session(asynchronous)
@@ -672,10 +697,10 @@ def test_library_never_imports_qt():
 def test_sample_latent_leaves_the_session_alone(make_session):
     session = make_session()
     before = session.latent
-    a, b = session.sample_latent(7), session.sample_latent(7)
+    a, b = session.stats.sample(7), session.stats.sample(7)
     np.testing.assert_array_equal(a, b)
     assert a.shape == (session.layout.total,) and a.dtype == np.float32
     np.testing.assert_array_equal(session.latent, before)
     assert not session.can_undo
-    draws = np.stack([session.sample_latent(i, source="prior") for i in range(200)])
+    draws = np.stack([session.stats.sample(i, source="prior") for i in range(200)])
     assert abs(draws.mean()) < 0.05 and abs(draws.std() - 1) < 0.05

@@ -83,13 +83,44 @@ def _wait_for_latent(qtbot, window, index: int, value: float) -> None:
 
 def _drag(qtbot, slider, value: float) -> None:
     """A mouse drag of a labelled slider: press, move in steps, release (one undo step)."""
-    inner = slider._slider
-    inner.setSliderDown(True)          # emits sliderPressed -> session.begin_edit()
+    slider.setSliderDown(True)         # emits sliderPressed -> session.begin_edit()
     start = slider.value()
     for v in np.linspace(start, value, 6)[1:]:
         slider.setValue(float(v))      # each move: valueChanged -> session.set_value
         qtbot.wait(5)
-    inner.setSliderDown(False)         # emits sliderReleased -> session.end_edit()
+    slider.setSliderDown(False)        # emits sliderReleased -> session.end_edit()
+
+
+def test_bridge_relays_every_event_of_the_session_and_its_parts(qtbot, session):
+    """The bridge is built from the session's own lists of events: each has a signal, a drag
+    update arrives as `dragged` on the GUI thread, and an event without a signal fails at
+    construction."""
+    from types import SimpleNamespace
+
+    from handlatent.app.bridge import SessionBridge, event_registries, signal_name
+    from handlatent.explorer import EVENTS, Events
+    bridge = SessionBridge(session)
+    try:
+        names = [name for registry in event_registries(session) for name in registry.names]
+        assert {"dragged", "pending", "walk_changed", "images_changed", "transfer_changed",
+                "sampling_changed", "atlas_changed"} <= set(names)
+        assert all(hasattr(bridge, signal_name(name)) for name in names)
+        updates, walks = [], []
+        bridge.dragged.connect(updates.append)
+        bridge.walkChanged.connect(lambda: walks.append(session.walk.endpoint("A")))
+        session.walk.set_endpoint("A")
+        assert len(walks) == 1 and walks[0] is not None
+        session.begin_drag(5)
+        session.drag_to(session.decode_now().xyz[5] + 0.05)
+        qtbot.waitUntil(lambda: len(updates) == 1, timeout=FRAME_TIMEOUT_MS)  # applied by
+        np.testing.assert_array_equal(updates[0].z, session.latent)       # the GUI thread
+        session.end_drag()
+    finally:
+        bridge.detach()
+    stranger = SimpleNamespace(events=Events((*EVENTS, "model_switched")), parts={},
+                               apply_pending=lambda: None)
+    with pytest.raises(TypeError, match="'model_switched' event.*modelSwitched"):
+        SessionBridge(stranger)
 
 
 def test_latent_panel_groups_sliders_by_part_and_kl(window, session):
@@ -97,9 +128,9 @@ def test_latent_panel_groups_sliders_by_part_and_kl(window, session):
     assert list(panel.groups) == ["z_y1", "z_y2", "z_u"]
     assert [g.text() for g in panel.groups.values()] == [
         "Canonical pose (z_y1)", "Viewpoint (z_y2)", "Content (z_u)"]
-    kl = session.kl_per_dim
+    kl = session.stats.kl_per_dim
     for part, group in panel.groups.items():
-        assert group.active == session.active_dims(part)
+        assert group.active == session.stats.active_dims(part)
         assert all(kl[a] >= kl[b] for a, b in zip(group.active, group.active[1:]))
     assert sorted(panel.sliders) == list(range(session.layout.total))
     # inactive dimensions (KL 0) are folded away until "show inactive"
@@ -111,7 +142,7 @@ def test_latent_panel_groups_sliders_by_part_and_kl(window, session):
 
 
 def test_slider_drag_updates_image_and_skeleton_and_undo_restores(qtbot, window, session):
-    index = session.active_dims("z_y1")[0]
+    index = session.stats.active_dims("z_y1")[0]
     slider = window.latent_panel.slider(index)
     image0 = window.image_pane.image().copy()
     joints0 = window.skeleton.positions.copy()
@@ -144,7 +175,7 @@ def test_3d_view_renders_the_skeleton_and_follows_the_slider(qtbot, window, sess
     background = pixels0[2, 2, :3].astype(int)
     colored = (np.abs(pixels0[..., :3].astype(int) - background).sum(-1) > 60).sum()
     assert colored > 50, "no skeleton drawn"
-    index = session.active_dims("z_y1")[0]
+    index = session.stats.active_dims("z_y1")[0]
     window.latent_panel.slider(index).setValue(-2.0)
     _wait_for_latent(qtbot, window, index, -2.0)
     assert not np.array_equal(view.render(), pixels0)
@@ -175,7 +206,7 @@ def test_random_samples_follow_shortcut_actions_and_locks(qtbot, window, session
     mask[y2] = False
     np.testing.assert_array_equal(z1[mask], z0[mask])
     # the sliders follow the session, without feeding back (still one undo step)
-    i = session.active_dims("z_y2")[0]
+    i = session.stats.active_dims("z_y2")[0]
     assert window.latent_panel.slider(i).value() == pytest.approx(float(np.clip(z1[i], -3, 3)),
                                                                   abs=1e-6)
     window.latent_panel.groups["z_u"].lock_box.setChecked(True)
@@ -198,17 +229,20 @@ def test_random_samples_come_from_the_source_chosen_in_the_menu(qtbot, window, s
             z.append(session.latent)
         return np.stack(z)
 
-    assert session.sampling == "hands" and actions["sample_hands"].isChecked()
+    session.stats.rng = np.random.default_rng(0)     # the draws Random makes, seeded
+    assert session.stats.sampling == "hands" and actions["sample_hands"].isChecked()
     hands = draw()     # the checkpoint's fit: N(0.5, 0.25 I)
     assert abs(hands.mean() - 0.5) < 0.05 and abs(hands.std() - 0.5) < 0.05
     assert "fitted to encoded hands" in window.statusBar().currentMessage()
     actions["sample_prior"].trigger()
-    assert session.sampling == "prior" and not actions["sample_hands"].isChecked()
+    assert session.stats.sampling == "prior" and not actions["sample_hands"].isChecked()
     assert "N(0, I)" in window.statusBar().currentMessage()
     prior = draw()
     assert abs(prior.mean()) < 0.05 and abs(prior.std() - 1) < 0.05
     actions["sample_hands"].trigger()
-    assert session.sampling == "hands" and not actions["sample_prior"].isChecked()
+    assert session.stats.sampling == "hands" and not actions["sample_prior"].isChecked()
+    session.stats.sampling = "prior"                 # set from a script: the menu follows
+    assert actions["sample_prior"].isChecked() and not actions["sample_hands"].isChecked()
 
 
 def test_keyboard_shortcuts(qtbot, window, session):
@@ -273,7 +307,7 @@ def test_good_image_estimate_and_pose_transfer(qtbot, window, session, tmp_path)
     assert window.recent_files()[0] == paths[0]
     assert window.transfer_panel.load("pose", paths[0])
     assert window.transfer_panel.load("content", paths[1])
-    result = session.transfer_result
+    result = session.images.transfer_result
     assert result is not None
     np.testing.assert_array_equal(window.transfer_panel.result.image.image(), result.image)
     out = tmp_path / "transfer.png"
@@ -289,11 +323,11 @@ def test_walk_export_writes_gif_with_requested_frames(qtbot, window, session, tm
     assert panel.export_button.isEnabled()
     # scrubbing moves the session along the walk
     panel.scrub.setValue(500)
-    a, b = session.walk_endpoint("A"), session.walk_endpoint("B")
+    a, b = session.walk.endpoint("A"), session.walk.endpoint("B")
     np.testing.assert_allclose(session.latent, (a + b) / 2, atol=1e-5)
     # play (QTimer) moves along the walk, pause stops it; only the chosen part moves
     panel.parts.setCurrentIndex(panel.parts.findText("Pose only (z_y1)"))
-    assert session.walk_parts == {"z_y1"}
+    assert session.walk.parts == {"z_y1"}
     z_before = session.latent
     panel.toggle_play()
     qtbot.waitUntil(lambda: abs(panel.t - 0.5) > 0.05, timeout=5000)
@@ -486,10 +520,11 @@ def test_latent_atlas_shows_strips_sets_values_and_refreshes_when_still(qtbot, w
     assert not window.atlas_dock.isVisible() and panel.refresh_count == 0   # closed: no decoding
     window.actions_by_name["atlas"].trigger()                              # View ▸ Latent atlas
     qtbot.waitUntil(lambda: panel.refresh_count == 1, timeout=60000)
-    assert list(grid.labels) == session.atlas_dims() and 5 not in grid.labels   # 5 is inactive
+    assert list(grid.labels) == session.stats.atlas_dims()
+    assert 5 not in grid.labels                                            # 5 is inactive
     assert all(grid.is_fresh(d) for d in grid.labels)
     np.testing.assert_allclose(grid.values, np.linspace(-2, 2, 7), atol=1e-6)
-    dim = session.atlas_dims()[0]
+    dim = session.stats.atlas_dims()[0]
     qtbot.wait(50)
     cells = [_grab(grid, grid.cell_rect(dim, k)) for k in range(7)]
     for a, b in ((0, 1), (1, 2), (4, 5), (5, 6)):      # column 3 (z = 0) carries the mark
@@ -514,15 +549,20 @@ def test_latent_atlas_shows_strips_sets_values_and_refreshes_when_still(qtbot, w
     np.testing.assert_array_equal(session.latent, z0)
     qtbot.waitUntil(lambda: panel.refresh_count == 3, timeout=60000)
 
-    # a slider drag asks for no atlas while it moves, and for one once it is still
+    # a slider drag asks for no atlas while it moves, and for one once it is still: the test
+    # drives the settle timer (an hour while the slider moves, then ended), so that a loaded
+    # machine cannot let it run out between two moves
     asked = panel.request_id
     slider = window.latent_panel.slider(dim)
-    slider._slider.setSliderDown(True)
+    panel.timer.setInterval(3_600_000)
+    slider.setSliderDown(True)
     for v in np.linspace(0.1, 1.5, 8):
         slider.setValue(float(v))
         qtbot.wait(40)
+        assert panel.timer.isActive() and panel.timer.remainingTime() > 3_500_000  # restarted
     assert panel.request_id == asked
-    slider._slider.setSliderDown(False)
+    slider.setSliderDown(False)
+    panel.timer.setInterval(0)                            # the latent is still: settle now
     qtbot.waitUntil(lambda: panel.refresh_count == 4, timeout=60000)
     assert panel.request_id != asked
     assert grid.made_for[dim][dim] == pytest.approx(1.5)
@@ -591,9 +631,30 @@ def test_viewpoint_mode_turns_the_hand_by_the_camera_rotation(qtbot, window, ses
     window.undo()
     np.testing.assert_array_equal(session.latent, z0)
 
+    # a change from elsewhere (a random sample) during an orbit ends it: the rest of that
+    # drag only moves the camera, which returns to the reference on release
+    from handlatent.app.viewpoint_mode import Orbit
+    assert mode.state is Orbit.RESTING
+    qtbot.mousePress(surface, Qt.MouseButton.LeftButton, pos=center)
+    qtbot.mouseMove(surface, center + QPoint(20, 6))
+    qtbot.waitUntil(lambda: mode.state is Orbit.TURNING, timeout=5000)
+    window.randomize(None)
+    assert mode.state is Orbit.CANCELLED
+    z3 = session.latent
+    for dx, dy in ((30, 9), (45, 14)):
+        qtbot.mouseMove(surface, center + QPoint(dx, dy))
+        qtbot.wait(30)
+    np.testing.assert_array_equal(session.latent, z3)    # the camera moved alone
+    assert mode.camera_angles() != (0.0, 0.0, 0.0)
+    qtbot.mouseRelease(surface, Qt.MouseButton.LeftButton, pos=center + QPoint(45, 14))
+    assert mode.state is Orbit.RESTING and mode.camera_angles() == (0.0, 0.0, 0.0)
+    window.undo()                                        # the turn and the sample: one step
+    np.testing.assert_array_equal(session.latent, z0)
+
     window.actions_by_name["viewpoint_mode"].trigger()   # leaving: the usual home angles
     from handlatent.app.skeleton_view import HOME_ANGLES
     assert not mode.enabled and mode.camera_angles() == (*HOME_ANGLES, 0.0)
+    assert mode.state is Orbit.OFF
 
 
 def test_atlas_benchmark_times_refreshes(qtbot):

@@ -109,25 +109,25 @@ def test_session_samples_from_the_stored_fit_or_the_prior(model):
     g = LatentGaussian(rng.normal(2.0, 0.5, D), 0.04 * np.eye(D))
     s = Session(model, asynchronous=False,
                 latent_stats={"kl_per_dim": [1.0] * D, "hands": g.to_stats()})
-    assert s.sampling == "hands"
-    hands = np.stack([s.sample_latent(i) for i in range(300)])
+    assert s.stats.sampling == "hands"
+    hands = np.stack([s.stats.sample(i) for i in range(300)])
     np.testing.assert_allclose(hands.mean(0), g.mean, atol=0.05)
     assert abs(hands.std(0).mean() - 0.2) < 0.02
-    prior = np.stack([s.sample_latent(i, source="prior") for i in range(300)])
+    prior = np.stack([s.stats.sample(i, source="prior") for i in range(300)])
     assert abs(prior.mean()) < 0.05 and abs(prior.std() - 1) < 0.05
-    s.sampling = "prior"
+    s.stats.sampling = "prior"
     z = s.randomize(rng=5)
-    np.testing.assert_array_equal(z, s.sample_latent(5, source="prior"))
-    s.sampling = "hands"
+    np.testing.assert_array_equal(z, s.stats.sample(5, source="prior"))
+    s.stats.sampling = "hands"
     s.lock("z_y1")
     z2 = s.randomize(rng=6)
     np.testing.assert_array_equal(z2[:32], z[:32])  # locked part kept
-    np.testing.assert_array_equal(z2[32:], s.sample_latent(6)[32:])
+    np.testing.assert_array_equal(z2[32:], s.stats.sample(6)[32:])
     with pytest.raises(ValueError, match="unknown sampling source"):
-        s.sampling = "uniform"
+        s.stats.sampling = "uniform"
     with pytest.raises(ValueError):
-        s.sample_latent(0, source="box")
-    assert s.latent_stats["hands"]["mean"] == pytest.approx(list(g.mean))
+        s.stats.sample(0, source="box")
+    assert s.stats.to_dict()["hands"]["mean"] == pytest.approx(list(g.mean))
 
 
 def test_session_fits_the_hands_once_when_the_checkpoint_has_none(model, monkeypatch):
@@ -140,12 +140,12 @@ def test_session_fits_the_hands_once_when_the_checkpoint_has_none(model, monkeyp
     monkeypatch.setattr(explorer_stats, "KL_SAMPLES", 12)
     monkeypatch.setattr(explorer_stats, "_synthetic_images", fake_synth)
     s = Session(model, asynchronous=False, latent_stats=None)
-    g = s.hands_gaussian
-    kl = s.kl_per_dim  # from the same encoding: nothing rendered twice
+    g = s.stats.hands_gaussian
+    kl = s.stats.kl_per_dim  # from the same encoding: nothing rendered twice
     assert rendered == [12] and g.n == 12 and kl.shape == (D,)
     mu, logvar = explorer_stats.encode_hands(model, n=12)
     np.testing.assert_allclose(g.mean, mu.mean(0), rtol=1e-5, atol=1e-6)
-    assert s.sample_latent(0).shape == (D,)
+    assert s.stats.sample(0).shape == (D,)
 
 
 def test_from_checkpoint_ignores_a_broken_fit(model, tmp_path, caplog):
@@ -156,7 +156,7 @@ def test_from_checkpoint_ignores_a_broken_fit(model, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="handlatent.explorer"):
         s = Session.from_checkpoint(path, device="cpu", asynchronous=False)
     assert "ignoring its latent_stats" in caplog.text and "expected (64, 64)" in caplog.text
-    assert s._hands is None  # fitted on demand instead
+    assert not s.stats.estimated  # fitted on demand instead
     s.close()
 
 

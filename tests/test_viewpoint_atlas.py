@@ -160,10 +160,10 @@ def test_atlas_latents_vary_one_dimension_per_row():
 
 
 def test_atlas_rows_are_the_active_dims_by_part_in_kl_order(session):
-    dims = session.atlas_dims()
-    expected = [i for p in ("z_y1", "z_y2", "z_u") for i in session.active_dims(p)]
+    dims = session.stats.atlas_dims()
+    expected = [i for p in ("z_y1", "z_y2", "z_u") for i in session.stats.active_dims(p)]
     assert dims == expected and len(dims) == D - 3 and not {3, 33, 50} & set(dims)
-    kl = session.kl_per_dim
+    kl = session.stats.kl_per_dim
     for part in ("z_y1", "z_y2", "z_u"):
         s = session.layout.slices[part]
         in_part = [i for i in dims if s.start <= i < s.stop]
@@ -172,13 +172,13 @@ def test_atlas_rows_are_the_active_dims_by_part_in_kl_order(session):
 
 def test_request_atlas_decodes_every_row_in_parts_visible_rows_first(session):
     parts = []
-    session.events.on("atlas_changed", parts.append)
+    session.atlas.events.on("atlas_changed", parts.append)
     z = session.latent
-    request_id = session.request_atlas(columns=5, first=[60, 7, 3])   # 3 is inactive
+    request_id = session.atlas.request(columns=5, first=[60, 7, 3])   # 3 is inactive
     assert [p.last for p in parts] == [False] * (len(parts) - 1) + [True]
     assert {p.request_id for p in parts} == {request_id}
     rows = [d for p in parts for d in p.dims]
-    assert rows[:2] == [60, 7] and sorted(rows) == sorted(session.atlas_dims())
+    assert rows[:2] == [60, 7] and sorted(rows) == sorted(session.stats.atlas_dims())
     part = parts[0]
     assert part.images.shape == (len(part.dims), 5, 64, 64, 3) and part.images.dtype == np.uint8
     np.testing.assert_array_equal(part.z, z)
@@ -213,15 +213,15 @@ def test_async_atlas_request_stops_once_the_latent_changed(model):
                 first.set()
                 changed.wait(5)
 
-        s.events.on("atlas_changed", on_part)
-        s.request_atlas()
+        s.atlas.events.on("atlas_changed", on_part)
+        s.atlas.request()
         assert first.wait(30)
         s.set_value(0, 1.5)                        # the atlas in progress is stale now
         changed.set()
-        assert s._atlas_worker.wait_idle(30)
+        assert s.atlas.wait_idle(30)
         assert len(parts) == 1 and not parts[0].last
-        s.request_atlas(columns=3)                 # a fresh request runs to the end
-        assert s._atlas_worker.wait_idle(60)
+        s.atlas.request(columns=3)                 # a fresh request runs to the end
+        assert s.atlas.wait_idle(60)
         assert parts[-1].last and parts[-1].z[0] == np.float32(1.5)
     finally:
         s.close()

@@ -1,4 +1,5 @@
-"""The latent atlas: per active dimension, a strip of decodings from -2σ to +2σ.
+"""The latent atlas: per active dimension, a strip of decodings from -2σ to +2σ; `Atlas`, the
+session part that decodes it around the current latent (`session.atlas`).
 
 The traversal figures of β-VAE papers, made around the current latent: row i varies z[dims[i]]
 over `values` (the prior is N(0, 1), so σ = 1) and keeps every other dimension as it is. Rows are
@@ -9,15 +10,22 @@ batches when it is no longer wanted.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from handlatent.explorer.decoder import read_only, decode_batch
+from handlatent.explorer.decoder import InlineWorker, NewestWorker, decode_batch, read_only
+from handlatent.explorer.events import Events
+from handlatent.explorer.latent import LatentHost
 from handlatent.model import DVAE
+
+if TYPE_CHECKING:
+    from handlatent.explorer.runner import ModelRunner
+    from handlatent.explorer.stats import LatentStats
 
 ATLAS_SPAN = 2.0        # strips run from -2σ to +2σ
 ATLAS_COLUMNS = 7       # values per strip
@@ -92,3 +100,56 @@ def decode_atlas(model: DVAE, z: np.ndarray, dims: Sequence[int], values: np.nda
                         dims=tuple(dims[start:stop]), images=read_only(images),
                         last=stop == len(dims),
                         elapsed_ms=(time.perf_counter() - begin) * 1000)
+
+
+class Atlas:
+    """Decodes the atlas around the host's current latent, its rows `stats.atlas_dims()`.
+
+    Event: "atlas_changed"(AtlasRows), one per part of a request, from the atlas worker (from
+    the caller when not `asynchronous`); errors go to `on_error(message)`.
+    """
+
+    EVENTS = ("atlas_changed",)
+
+    def __init__(self, host: LatentHost, runner: ModelRunner, stats: LatentStats,
+                 on_error: Callable[[str], None], asynchronous: bool = True) -> None:
+        self.events = Events(self.EVENTS)
+        self._host = host
+        self._runner = runner
+        self._stats = stats
+        self._ids = itertools.count(1)
+        self._worker = (NewestWorker if asynchronous else InlineWorker)(
+            self._decode, None, on_error, name="handlatent-atlas", what="atlas decoding")
+
+    def request(self, columns: int = ATLAS_COLUMNS, span: float = ATLAS_SPAN,
+                first: Iterable[int] = ()) -> int:
+        """Decode the atlas around the current latent: row by row (those in `first`, e.g. the
+        rows on screen, before the others) with `columns` values from -span to +span σ; the
+        rows arrive in parts as "atlas_changed" events. Returns the request id. Asynchronous:
+        the newest request wins, and one stops early once the latent changed (it is stale)."""
+        values = atlas_values(columns, span)
+        dims = self._stats.atlas_dims()
+        wanted = [d for d in dict.fromkeys(int(i) for i in first) if d in dims]
+        request_id = next(self._ids)
+        self._worker.submit((self._host.latent, tuple(wanted + [d for d in dims
+                                                                if d not in wanted]), values),
+                            request_id)
+        return request_id
+
+    def _decode(self, request: tuple[np.ndarray, tuple[int, ...], np.ndarray],
+                request_id: int) -> None:
+        z, dims, values = request
+
+        def cancelled() -> bool:
+            return self._worker.superseded or not np.array_equal(self._host.latent, z)
+
+        for part in self._runner.atlas(z, dims, values, request_id, cancelled):
+            self.events.emit("atlas_changed", part)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Block until the newest request was decoded; False on timeout."""
+        return self._worker.wait_idle(timeout)
+
+    def close(self) -> None:
+        """Stop decoding (idempotent)."""
+        self._worker.close()

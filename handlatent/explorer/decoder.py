@@ -79,7 +79,70 @@ Request = TypeVar("Request")
 Result = TypeVar("Result")
 
 
-class NewestWorker(Generic[Request, Result]):
+class InlineWorker(Generic[Request, Result]):
+    """`NewestWorker`'s interface for synchronous sessions: `submit` runs the job at once on the
+    calling thread, with the same result and error handling (so the caller has one code path)."""
+
+    def __init__(self, job: Callable[[Request, int], Result | None],
+                 on_result: Callable[[Result], None] | None, on_error: Callable[[str], None],
+                 name: str = "handlatent-worker", what: str = "decoding") -> None:
+        self._job = job
+        self._on_result = on_result
+        self._on_error = on_error
+        self._what = what
+        self._closed = False
+        self.decoded_count = 0  # jobs run so far (for tests and statistics)
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._closed
+
+    @property
+    def superseded(self) -> bool:
+        """Whether the job should stop early: never, as nothing can be submitted during it."""
+        return self._closed
+
+    def submit(self, request: Request, request_id: int) -> None:
+        """Run `job(request, request_id)` now and deliver its result (ignored after `close`)."""
+        if not self._closed:
+            self._run_job(request, request_id)
+
+    def wait_idle(self, timeout: float | None = 5.0) -> bool:
+        """Always True: nothing ever waits."""
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Ignore later submissions."""
+        self._closed = True
+
+    def _run_job(self, request: Request, request_id: int) -> None:
+        """Run the job and hand its result on; any exception becomes one `on_error` line."""
+        try:
+            try:
+                result = self._job(request, request_id)
+            except Exception as error:
+                self._report(f"{self._what} failed: {type(error).__name__}: {error}")
+            else:
+                if result is not None and self._on_result is not None:
+                    try:
+                        self._on_result(result)
+                    except Exception as error:
+                        self._report(f"a {self._what} result callback raised "
+                                     f"{type(error).__name__}: {error}")
+        finally:
+            self.decoded_count += 1
+
+    def _report(self, message: str) -> None:
+        """Pass `message` to `on_error`, keeping the worker alive whatever happens."""
+        log.debug(message, exc_info=True)
+        try:
+            self._on_error(message)
+        except Exception:
+            log.exception("an 'error' callback raised")
+
+
+class NewestWorker(InlineWorker[Request, Result]):
     """One daemon thread running `job(request, request_id)` on the newest submitted request.
 
     `job`, `on_result(result)` and `on_error(message)` run on the worker thread; a job that
@@ -91,23 +154,13 @@ class NewestWorker(Generic[Request, Result]):
     def __init__(self, job: Callable[[Request, int], Result | None],
                  on_result: Callable[[Result], None] | None, on_error: Callable[[str], None],
                  name: str = "handlatent-worker", what: str = "decoding") -> None:
-        self._job = job
-        self._on_result = on_result
-        self._on_error = on_error
-        self._what = what
+        super().__init__(job, on_result, on_error, name=name, what=what)
         self._cond = threading.Condition()
         self._pending: tuple[Request, int] | None = None
         self._busy = False
-        self._closed = False
-        self.decoded_count = 0  # jobs run so far (for tests and statistics)
         self.replaced_count = 0  # requests dropped because a newer one replaced them
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
-
-    @property
-    def closed(self) -> bool:
-        """Whether `close` was called."""
-        return self._closed
 
     @property
     def superseded(self) -> bool:
@@ -156,30 +209,11 @@ class NewestWorker(Generic[Request, Result]):
                 self._pending = None
                 self._busy = True
             try:
-                try:
-                    result = self._job(request, request_id)
-                except Exception as error:
-                    self._report(f"{self._what} failed: {type(error).__name__}: {error}")
-                else:
-                    if result is not None and self._on_result is not None:
-                        try:
-                            self._on_result(result)
-                        except Exception as error:
-                            self._report(f"a {self._what} result callback raised "
-                                         f"{type(error).__name__}: {error}")
+                self._run_job(request, request_id)
             finally:
                 with self._cond:
                     self._busy = False
-                    self.decoded_count += 1
                     self._cond.notify_all()
-
-    def _report(self, message: str) -> None:
-        """Pass `message` to `on_error`, keeping the worker alive whatever happens."""
-        log.debug(message, exc_info=True)
-        try:
-            self._on_error(message)
-        except Exception:
-            log.exception("an 'error' callback raised")
 
 
 class DecodeWorker(NewestWorker[np.ndarray, Decoded]):

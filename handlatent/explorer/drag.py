@@ -63,12 +63,18 @@ class DragUpdate:
 
 @dataclass
 class Drag:
-    """A drag in progress: the grabbed joint, the frame it moves in and the latent it began at."""
+    """A drag in progress: the grabbed joint, the frame it moves in and the latent it began at.
+
+    `anchor` belongs to the worker that runs the updates; `wanted` and `running` to the thread
+    that drives the session (which submits one update at a time and applies its result).
+    """
 
     joint: int
     mode: str
     start: np.ndarray                    # (d,) the latent when the drag began
     anchor: np.ndarray | None = None     # (21, 3) its pose, computed by the first update
+    wanted: np.ndarray | None = None     # the newest target not yet handed to the worker
+    running: bool = False                # an update was submitted and is not applied yet
 
     def update(self, model: DVAE, z: np.ndarray, target: np.ndarray,
                settings: DragSettings = DragSettings()) -> DragUpdate:

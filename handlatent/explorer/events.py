@@ -1,4 +1,9 @@
-"""A tiny callback registry: `on(name, callback)`, `off(name, callback)`, `emit(name, *args)`."""
+"""A tiny callback registry: `on(name, callback)`, `off(name, callback)`, `emit(name, *args)`.
+
+As napari's `EventEmitter._invoke_callback`: a callback that raises is logged with its name and
+the event's, and the other callbacks still run; the emitter never sees the exception. A model
+finishes changing its state before it emits, so one broken view cannot leave it half-changed.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,12 @@ import threading
 from typing import Any, Callable, Iterable
 
 log = logging.getLogger("handlatent.explorer")
+
+
+def callback_name(callback: Callable[..., Any]) -> str:
+    """A readable name for a callback: its qualified name (bound methods: Class.method)."""
+    name = getattr(callback, "__qualname__", None) or getattr(callback, "__name__", None)
+    return name if isinstance(name, str) else repr(callback)
 
 
 class Events:
@@ -54,9 +65,12 @@ class Events:
             return bool(self._callbacks[name])
 
     def emit(self, name: str, *args: Any) -> None:
-        """Call every callback of `name` with `args`; a callback's exception propagates."""
+        """Call every callback of `name` with `args`; one that raises is logged, not re-raised."""
         self._check(name)
         with self._lock:
             callbacks = list(self._callbacks[name])
         for callback in callbacks:
-            callback(*args)
+            try:
+                callback(*args)
+            except Exception:  # noqa: BLE001 - a broken listener must not break the model
+                log.exception("a %r callback (%s) raised", name, callback_name(callback))

@@ -13,7 +13,9 @@ class History:
     """Two stacks of latents: states to go back to (undo) and to go forward to (redo).
 
     `record(previous)` is called before a change with the state being left; a new record clears
-    the redo stack. At most `limit` undo steps are kept (the oldest are forgotten).
+    the redo stack. At most `limit` undo steps are kept (the oldest are forgotten). Between
+    `begin(current)` and the matching `end(current)` (they nest) changes are not recorded one
+    by one: `end` records the state the edit began at, once, if the edit changed anything.
     """
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
@@ -22,10 +24,12 @@ class History:
         self.limit = limit
         self._undo: deque[np.ndarray] = deque(maxlen=limit)
         self._redo: list[np.ndarray] = []
+        self._depth = 0
+        self._edit_start: np.ndarray | None = None
 
     @property
     def can_undo(self) -> bool:
-        """Whether there is a state to go back to."""
+        """Whether there is a recorded state to go back to."""
         return bool(self._undo)
 
     @property
@@ -33,13 +37,50 @@ class History:
         """Whether an undone state can be restored."""
         return bool(self._redo)
 
+    @property
+    def editing(self) -> bool:
+        """Whether an edit is open (changes are not recorded one by one)."""
+        return self._depth > 0
+
     def __len__(self) -> int:
         return len(self._undo)
+
+    def can_undo_from(self, current: np.ndarray) -> bool:
+        """Whether `undo` would change something, counting an open edit that moved away."""
+        return self.can_undo or (self._edit_start is not None
+                                 and not np.array_equal(self._edit_start, current))
 
     def record(self, previous: np.ndarray) -> None:
         """Remember `previous` (the state before a change) and forget the redo stack."""
         self._undo.append(np.array(previous, dtype=np.float32))
         self._redo.clear()
+
+    def begin(self, current: np.ndarray) -> None:
+        """Open an edit (nested edits belong to the outermost one)."""
+        if self._depth == 0:
+            self._edit_start = np.array(current, dtype=np.float32)
+        self._depth += 1
+
+    def end(self, current: np.ndarray) -> bool:
+        """Close an edit (extra calls are ignored); True if the outermost one ended and was
+        recorded as one step."""
+        if self._depth == 0:
+            return False
+        self._depth -= 1
+        if self._depth > 0:
+            return False
+        start, self._edit_start = self._edit_start, None
+        if start is None or np.array_equal(start, current):
+            return False
+        self.record(start)
+        return True
+
+    def close(self, current: np.ndarray) -> bool:
+        """Close every open edit at once; True if that recorded a step."""
+        if self._depth == 0:
+            return False
+        self._depth = 1
+        return self.end(current)
 
     def undo(self, current: np.ndarray) -> np.ndarray | None:
         """The state to return to (`current` goes to the redo stack), or None if none."""
@@ -54,8 +95,3 @@ class History:
             return None
         self._undo.append(np.array(current, dtype=np.float32))
         return self._redo.pop()
-
-    def clear(self) -> None:
-        """Forget everything."""
-        self._undo.clear()
-        self._redo.clear()

@@ -23,6 +23,8 @@ images are crops around the hand.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from handlatent.rotations import rotation_about
@@ -47,3 +49,14 @@ def orbit_viewpoint(viewpoint: np.ndarray, azimuth: float, elevation: float,
     if v.shape != (3, 3):
         raise ValueError(f"viewpoint must be a 3x3 rotation, got shape {v.shape}")
     return v @ view_rotation(azimuth, elevation, roll).T
+
+
+def check_rotation(rotation: Any) -> np.ndarray:
+    """`rotation` as (3, 3) float32; ValueError (one line) unless it is a finite rotation
+    (orthonormal, determinant +1)."""
+    r = np.asarray(rotation, dtype=np.float32)
+    if r.shape != (3, 3) or not np.isfinite(r).all():
+        raise ValueError(f"viewpoint must be a finite 3x3 rotation, got shape {r.shape}")
+    if np.abs(r.T @ r - np.eye(3)).max() > 1e-3 or np.linalg.det(r) < 0:
+        raise ValueError("viewpoint must be a rotation (orthonormal, determinant +1)")
+    return r

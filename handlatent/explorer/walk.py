@@ -1,4 +1,5 @@
-"""Latent walks: interpolated frames between two latents, and their export as GIF, MP4 or PNG.
+"""Latent walks: interpolated frames between two latents, their export as GIF, MP4 or PNG, and
+`Walk`, the session part that holds a walk's endpoints (`session.walk`).
 
 An export writes to a temporary file beside the target and renames it at the end, so a
 cancelled or failed export leaves nothing behind.
@@ -8,16 +9,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 from PIL import Image
 
 from handlatent.explorer.decoder import Decoded
+from handlatent.explorer.events import Events
 from handlatent.explorer.files import reserve_temp
 from handlatent.explorer.figures import fit_extent, frame_with_skeleton
+from handlatent.explorer.images import ImageSource, prepare_image
+from handlatent.explorer.latent import LatentHost, check_latent, part_slice
+
+if TYPE_CHECKING:
+    from handlatent.explorer.runner import ModelRunner
 
 FORMATS = (".gif", ".mp4", ".png")
+ENDPOINTS = ("A", "B")
 DECODE_CHUNK = 8  # latents decoded per forward pass during an export
 
 Progress = Callable[[int, int], None]
@@ -144,3 +152,121 @@ class _Writer:
                 pass
             self.video = None
 
+
+
+class Walk:
+    """Endpoints A and B, the sub-latents that move between them, the position, the export.
+
+    Parts not in `parts` stay at the host's current latent. `set_position` moves the host's
+    latent without an undo step. Event: "walk_changed"() after an endpoint or `parts` changed.
+    """
+
+    EVENTS = ("walk_changed",)
+
+    def __init__(self, host: LatentHost, runner: ModelRunner) -> None:
+        self.events = Events(self.EVENTS)
+        self.layout = runner.model.layout
+        self.position: float = 0.0
+        self._host = host
+        self._runner = runner
+        self._ends: dict[str, np.ndarray | None] = {name: None for name in ENDPOINTS}
+        self._parts: frozenset[str] = frozenset(self.layout.names)
+
+    @staticmethod
+    def _endpoint_name(which: str) -> str:
+        name = str(which).upper()
+        if name not in ENDPOINTS:
+            raise ValueError(f"walk endpoint must be 'A' or 'B', got {which!r}")
+        return name
+
+    def set_endpoint(self, which: str, z: Any = None) -> None:
+        """Set endpoint "A" or "B" to `z` (default: the current latent)."""
+        name = self._endpoint_name(which)
+        self._ends[name] = self._host.latent if z is None else check_latent(z, self.layout)
+        self.events.emit("walk_changed")
+
+    def set_endpoint_image(self, which: str, source: ImageSource) -> np.ndarray:
+        """Set an endpoint to the encoding of an image (ImageError, a ValueError, if bad)."""
+        self._endpoint_name(which)
+        z = self._runner.encode(prepare_image(source, self._runner.image_size).model_input)
+        self.set_endpoint(which, z)
+        return z
+
+    def endpoint(self, which: str) -> np.ndarray | None:
+        """A copy of endpoint "A" or "B", or None if unset."""
+        z = self._ends[self._endpoint_name(which)]
+        return None if z is None else z.copy()
+
+    def endpoint_image(self, which: str) -> np.ndarray | None:
+        """The decoded image (S, S, 3) of an endpoint, or None if unset."""
+        z = self._ends[self._endpoint_name(which)]
+        return None if z is None else self._runner.decode(z[None])[0].image
+
+    @property
+    def ready(self) -> bool:
+        """Whether both endpoints are set."""
+        return all(z is not None for z in self._ends.values())
+
+    @property
+    def parts(self) -> frozenset[str]:
+        """The sub-latents the walk moves (the others stay at the current latent)."""
+        return self._parts
+
+    @parts.setter
+    def parts(self, parts: str | Iterable[str]) -> None:
+        if isinstance(parts, str):
+            parts = self.layout.names if parts == "all" else (parts,)
+        parts = frozenset(parts)
+        for part in parts:
+            part_slice(self.layout, part)
+        if parts != self._parts:
+            self._parts = parts
+            self.events.emit("walk_changed")
+
+    def _ends_set(self) -> tuple[np.ndarray, np.ndarray]:
+        a, b = self._ends["A"], self._ends["B"]
+        if a is None or b is None:
+            unset = " and ".join(k for k in ENDPOINTS if self._ends[k] is None)
+            raise ValueError(f"set walk endpoint {unset} first")
+        return a, b
+
+    def _moving(self) -> list[slice]:
+        return [self.layout.slices[p] for p in self.layout.names if p in self._parts]
+
+    def frames(self, n: int) -> np.ndarray:
+        """(n, d) latents from A to B (moving parts linear, endpoints exact; others current)."""
+        a, b = self._ends_set()
+        return interpolate(a, b, self._host.latent, self._moving(), int(n))
+
+    def set_position(self, t: float) -> None:
+        """Move the current latent to position t in [0, 1] of the walk (no undo step)."""
+        t = float(t)
+        if not 0.0 <= t <= 1.0:
+            raise ValueError(f"walk position must be in [0, 1], got {t}")
+        a, b = self._ends_set()
+        z = self._host.latent
+        for s in self._moving():
+            z[s] = a[s] if t == 0 else b[s] if t == 1 else (
+                (1 - t) * a[s].astype(np.float64) + t * b[s].astype(np.float64))
+        self.position = t
+        self._host.set_latent(z, record=False)
+
+    def export(self, path: str | os.PathLike, n_frames: int, fps: float = 12,
+               progress: Progress | None = None, cancel: Cancel | None = None, *,
+               scale: int = 1) -> Path:
+        """Write the walk's `n_frames` as .gif, .mp4 or a .png strip (image | skeleton per
+        frame, `scale` times the model's size). Raises ExportCancelled when `cancel()` turns
+        True (no file is left), ValueError for a bad path or unset endpoints. Safe on a
+        background thread."""
+        return self.export_latents(self.frames(n_frames), path, fps, progress, cancel,
+                                   scale=scale)
+
+    def export_latents(self, latents: np.ndarray, path: str | os.PathLike, fps: float = 12,
+                       progress: Progress | None = None, cancel: Cancel | None = None, *,
+                       scale: int = 1) -> Path:
+        """`export` for any latents (n, d), e.g. frames taken with `frames` earlier."""
+        latents = np.asarray(latents, dtype=np.float32).reshape(-1, self.layout.total)
+        xyz = self._runner.decode_pose(latents)["xyz"]
+        return export_frames(self._runner.decode, latents, path, fps=fps,
+                             extent=fit_extent(xyz) * 1.05, scale=scale, progress=progress,
+                             cancel=cancel)
