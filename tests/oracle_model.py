@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from handlatent.model import LatentLayout
+from handlatent.model import DVAE, LatentLayout
 from handlatent.skeleton import compose
 
 
@@ -46,6 +46,8 @@ class OracleModel(torch.nn.Module):
 
     def encode_labels(self, cpose, viewpoint):
         return tuple(torch.zeros(len(cpose), 2) for _ in range(4))
+
+    latent_from_labels = DVAE.latent_from_labels   # built on encode_labels above
 
     def decode_pose(self, z, is_right=None):
         i = self._index(z)

@@ -640,7 +640,7 @@ def synth64(tmp_path_factory):
 
 def test_mixed_dataset_weights_labels_and_epochs(rhd, stb, synth64):
     from handlatent.training.config import DataConfig, DatasetEntry
-    from handlatent.training.train import MixedDataset, open_datasets
+    from handlatent.training.data import MixedDataset, open_datasets
 
     data = DataConfig(train=[DatasetEntry(str(synth64)),
                              DatasetEntry(f"stb:{stb.root}?sequences=B1Counting,B2Random", 2.0,

@@ -19,7 +19,9 @@ import torch
 import handlatent
 from handlatent.checkpoint import load_checkpoint
 from handlatent.training.config import ConfigError, load_config
-from handlatent.training.train import DeterministicBatches, LRSchedule, train
+from handlatent.training.data import DeterministicBatches
+from handlatent.training.schedule import LRSchedule
+from handlatent.training.train import train
 
 SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.yaml"
 

@@ -54,7 +54,7 @@ def test_the_dataset_serves_each_samples_twin_as_content_image(dataset):
 
 
 def test_a_batch_mixing_datasets_with_and_without_twins_drops_them(dataset, tmp_path):
-    from handlatent.training.train import collate_shared_keys
+    from handlatent.training.data import collate_shared_keys
 
     plain = tmp_path / "plain"
     shutil.copytree(dataset, plain)

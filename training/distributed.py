@@ -1,4 +1,5 @@
-"""torch.distributed setup and teardown for runs started by `torchrun`.
+"""The training processes: torch.distributed setup and teardown for runs started by `torchrun`,
+and each process's device and CPU threads.
 
 `torchrun --nproc_per_node=K -m handlatent.training.cli ...` sets RANK, LOCAL_RANK, WORLD_SIZE,
 LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT in each process's environment. Without them
@@ -12,6 +13,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from handlatent.training.config import ConfigError
+from handlatent.training.run_dir import say
 
 
 @dataclass(frozen=True)
@@ -78,3 +82,39 @@ def any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
 
+
+def pick_device(name: str, local_rank: int | None = None) -> torch.device:
+    """run.device as a torch.device; `auto` and `cuda` take the process's own GPU
+    (`local_rank`, by default LOCAL_RANK under torchrun); ConfigError if there is none."""
+    if local_rank is None:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("CUDA is not available on this machine", "run.device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"no {name}: this machine has {torch.cuda.device_count()} "
+                              "CUDA devices", "run.device")
+    return device
+
+
+def set_threads(threads: int | None, dist: Dist) -> None:
+    """torch CPU threads: run.threads, else this process's share of the cores (with a note when
+    the machine is busy: oversubscribed threads can make a step 5-10x slower)."""
+    cores = cpu_count()
+    torch.set_num_threads(threads or max(1, cores // dist.local_world_size))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if threads is None and load > cores / 2 and dist.is_main:
+        say(f"note: the CPU is busy (load average {load:.1f} on {cores} cores); if steps are "
+            "slow, try --set run.threads=1: oversubscribed threads can make a step 5-10x slower")
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

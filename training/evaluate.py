@@ -208,8 +208,9 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
                 rows = torch.nonzero(labelled).flatten()
                 rows_d = rows.to(device)
                 cpose, viewpoint = batch["cpose"][rows], batch["viewpoint"][rows]
-                mu_y1, _, mu_y2, _ = model.encode_labels(cpose.float().to(device),
-                                                         viewpoint.float().to(device))
+                z_lab = model.latent_from_labels(cpose.float().to(device),
+                                                 viewpoint.float().to(device), mu[rows_d])
+                from_labels = layout.split(z_lab)
                 idx_l.append(rows + start)
                 pred_xyz.append(decoded["xyz"][rows_d].double().cpu())
                 pred_R.append(decoded["viewpoint"][rows_d].double().cpu())
@@ -222,15 +223,13 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
                 vis.append(batch["visible"][rows])
                 right.append(batch["is_right"][rows].bool() if batch["is_right"] is not None
                              else torch.zeros(len(rows), dtype=torch.bool))
-                m1.append(mu_y1.float().cpu())
-                m2.append(mu_y2.float().cpu())
+                m1.append(from_labels["z_y1"].float().cpu())
+                m2.append(from_labels["z_y2"].float().cpu())
                 keep = max(0, RECON_GRID_ROWS - len(grid["input"]))
                 if keep:  # input | reconstruction | decode(z_y1, z_y2 from the labels, z_u from x)
-                    z_u = layout.split(mu[rows_d[:keep]])["z_u"]
-                    z_lab = layout.join({"z_y1": mu_y1[:keep], "z_y2": mu_y2[:keep], "z_u": z_u})
                     grid["input"].extend(to_uint8(image[rows_d[:keep]]))
                     grid["reconstruction"].extend(to_uint8(decoded["image"][rows_d[:keep]]))
-                    grid["from_labels"].extend(to_uint8(model.decode(z_lab)["image"]))
+                    grid["from_labels"].extend(to_uint8(model.decode(z_lab[:keep])["image"]))
             bar.update(image.shape[0])
     bar.close()
 

@@ -133,13 +133,14 @@ class _Figures:
                 xyz = batch["xyz"].double()
                 rel = xyz - xyz[:, :1]
                 self.gt_xyz = (rel / batch["scale"].double().reshape(-1, 1, 1)).numpy()
-                mu_y1, _, mu_y2, _ = model.encode_labels(batch["cpose"].float().to(self.device),
-                                                         batch["viewpoint"].float().to(self.device))
-                self.mu_y1_labels, self.mu_y2_labels = mu_y1, mu_y2
+                z_labels = model.latent_from_labels(batch["cpose"].float().to(self.device),
+                                                    batch["viewpoint"].float().to(self.device),
+                                                    self.mu)
             else:  # no labels: the decoded pose of each input stands in for its ground truth
                 self.gt_xyz = model.decode_pose(self.mu, self.is_right)["xyz"].double().cpu().numpy()
-                parts = self.layout.split(self.mu)
-                self.mu_y1_labels, self.mu_y2_labels = parts["z_y1"], parts["z_y2"]
+                z_labels = self.mu
+            parts = self.layout.split(z_labels)
+            self.mu_y1_labels, self.mu_y2_labels = parts["z_y1"], parts["z_y2"]
         self.inputs = _uint8(self.image)
 
     def parts(self, i: int) -> dict[str, torch.Tensor]:

@@ -17,14 +17,22 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from handlatent.checkpoint import save_checkpoint
 
 CONFIG, METRICS, TENSORBOARD = "config.yaml", "metrics.jsonl", "tensorboard"
 LAST, BEST = "last.pt", "best.pt"
+
+
+def say(text: str) -> None:
+    """Print one line of a run's progress to stdout (above the progress bar when there is one)."""
+    tqdm.write(text, file=sys.stdout)
+    sys.stdout.flush()
 
 
 class RunDir:
