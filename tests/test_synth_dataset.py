@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from handlatent.data import open_dataset
-from handlatent.skeleton import compose
+from handlatent.skeleton import canonicalize, compose
 from handlatent.synth import camera, kinematics, store
 from handlatent.synth import scene as sc
 from handlatent.synth.cli import main
@@ -102,7 +102,11 @@ def test_canonicalize_round_trip(batch):
     rel = compose(out["cpose"].astype(np.float64), out["viewpoint"].astype(np.float64),
                   out["scale"].astype(np.float64), out["is_right"])
     np.testing.assert_allclose(rel + out["xyz"][:, :1], out["xyz"], atol=2e-5)
-    np.testing.assert_allclose(out["xyz"][:, 0], out["xyz"][:, 0])  # palm is keypoint 0
+    np.testing.assert_allclose(rel[:, 0], 0.0, atol=1e-9)  # the palm, keypoint 0, is the root
+    cpose, viewpoint, scale = canonicalize(out["xyz"].astype(np.float64), out["is_right"])
+    np.testing.assert_allclose(cpose, out["cpose"], atol=1e-4)   # and back: the labels again
+    np.testing.assert_allclose(viewpoint, out["viewpoint"], atol=1e-4)
+    np.testing.assert_allclose(scale, out["scale"], rtol=1e-5)
     R = out["viewpoint"].astype(np.float64)
     np.testing.assert_allclose(R @ np.swapaxes(R, 1, 2), np.broadcast_to(np.eye(3), R.shape),
                                atol=1e-5)
