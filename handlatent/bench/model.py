@@ -1,4 +1,6 @@
-"""Batch-1 latency of the dVAE's decode (image + pose) and image encode at 64/128/256 px."""
+"""Batch-1 latency of the dVAE's decode (image + pose) and image encode at 64/128/256 px, for the
+paper's image decoder (5x5 transposed convolutions, BatchNorm) and the bundled model's
+(nearest-neighbour upsampling + 3x3 convolutions, GroupNorm)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,17 @@ from handlatent.bench.timing import summarize_ms, time_calls
 from handlatent.model import ModelConfig, build_model
 
 
+DECODERS = (("tconv5", "batch"), ("nearest", "group"))  # (upsample, norm): paper, bundled
+
+
 def bench_model(sizes: tuple[int, ...] = (64, 128, 256), repeats: int = 200,
-                device: str = "cpu") -> list[dict[str, object]]:
-    """One row per image size: decode and encode latency of a freshly initialised model."""
+                device: str = "cpu", decoders: tuple[tuple[str, str], ...] = DECODERS
+                ) -> list[dict[str, object]]:
+    """One row per image size and decoder: decode and encode latency of a fresh model."""
     rows = []
-    for size in sizes:
-        model = build_model(ModelConfig(image_size=size)).to(device).eval()
+    for size, (upsample, norm) in ((s, d) for s in sizes for d in decoders):
+        config = ModelConfig(image_size=size, decoder_upsample=upsample, decoder_norm=norm)
+        model = build_model(config).to(device).eval()
         z = torch.randn(1, model.layout.total, device=device)
         image = torch.rand(1, 3, size, size, device=device) * 2 - 1
 
@@ -28,7 +35,7 @@ def bench_model(sizes: tuple[int, ...] = (64, 128, 256), repeats: int = 200,
                 torch.cuda.synchronize()
 
         with torch.inference_mode():
-            rows.append({"size": size,
+            rows.append({"size": size, "decoder": f"{upsample}+{norm}",
                          "decode": summarize_ms(time_calls(decode, repeats=repeats)),
                          "encode": summarize_ms(time_calls(encode, repeats=max(20, repeats // 4)))})
     return rows
