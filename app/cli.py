@@ -125,8 +125,8 @@ def _error_dialog(message: str) -> None:
 
 
 class ScreenshotTaker:
-    """Save `window.grab()` once a decoded frame was painted and the 3D view has drawn it
-    (and the latent atlas is complete, if its dock is open)."""
+    """Save `window.grab()` once the current latent's decoded frame was painted and the 3D view
+    has drawn it (and the latent atlas is complete, if its dock is open)."""
 
     def __init__(self, window: Any, path: str, app: Any, timeout_s: float) -> None:
         from PySide6.QtCore import QTimer
@@ -145,7 +145,11 @@ class ScreenshotTaker:
         self.poll.start()
 
     def _on_image(self, _tag: Any) -> None:
-        self.image_shown = True
+        # the frame of the current latent: not the z = 0 frame shown before the start image's
+        import numpy as np
+        frame = self.window.last_frame
+        self.image_shown = frame is not None and np.array_equal(frame.z,
+                                                                self.window.session.latent)
 
     def _on_atlas(self, _request_id: int) -> None:
         self.atlas_done = True
