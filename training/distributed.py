@@ -74,6 +74,23 @@ def all_reduce_sum(t: torch.Tensor, d: Dist) -> torch.Tensor:
     return t
 
 
+def broadcast_buffers(module: torch.nn.Module, d: Dist) -> None:
+    """Give every rank rank 0's buffers. Each rank's forward updates the batch-norm running
+    statistics from its own share of the batch (DDP broadcasts rank 0's only at the start of the
+    next forward): without this, rank 1 would validate another model than the one rank 0 saves."""
+    if not d.enabled:
+        return
+    buffers = list(module.buffers())
+    for dtype in dict.fromkeys(b.dtype for b in buffers):   # one broadcast per dtype
+        group = [b for b in buffers if b.dtype == dtype]
+        flat = torch.cat([b.reshape(-1) for b in group])
+        dist.broadcast(flat, src=0)
+        offset = 0
+        for b in group:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
+
+
 def any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
     """True on every rank when `flag` is true on at least one (e.g. a signal reached one rank)."""
     if not d.enabled:

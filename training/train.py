@@ -163,6 +163,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False,
                 torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            distributed.broadcast_buffers(model, dist)  # one model on every rank (batch norm)
             step += 1
 
             for name, value in terms.items():
