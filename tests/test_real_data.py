@@ -640,7 +640,7 @@ def synth64(tmp_path_factory):
 
 def test_mixed_dataset_weights_labels_and_epochs(rhd, stb, synth64):
     from handlatent.training.config import DataConfig, DatasetEntry
-    from handlatent.training.data import MixedDataset, open_datasets
+    from handlatent.training.data import MixedDataset, collate_shared_keys, open_datasets
 
     data = DataConfig(train=[DatasetEntry(str(synth64)),
                              DatasetEntry(f"stb:{stb.root}?sequences=B1Counting,B2Random", 2.0,
@@ -664,7 +664,10 @@ def test_mixed_dataset_weights_labels_and_epochs(rhd, stb, synth64):
         stb_items = [tuple(it["xyz"].flatten().tolist()) for it in items[12:28]]
         assert len(set(stb_items)) == 8
         assert all(stb_items.count(x) == 2 for x in stb_items)
-        default_collate(items[:8] + items[12:20] + items[28:])  # one batch of all three
+        # one batch of all three, as the trainer collates it: the keys every item has (the
+        # synthetic hands' masks and content twins are not in the photographs' items)
+        batch = collate_shared_keys(items[:8] + items[12:20] + items[28:])
+        assert batch["image"].shape == (17, 3, 64, 64) and "mask" not in batch
     # weight 0.5 of the 2 RHD training samples: a fresh one each epoch (a function of the epoch)
     # (told apart by their canonical pose, which the augmentation does not change)
     picks = [tuple(train[(28, e)]["cpose"][1].tolist()) for e in range(8)]
