@@ -46,9 +46,9 @@ _KEYS = ("image", "xyz", "scale", "visible", "is_right", "labelled", "cpose", "v
 RECON_GRID_ROWS = 8  # samples kept for the reconstruction grid of --plots
 TABLE4_SOURCES = ("z_y1~q(x)", "z_y1~q(y1)", "z_y2~q(x)", "z_y2~q(y2)", "z_cross~q(x)", "noise")
 # β-VAE sizes (pairs per point L, training points, held-out points). The score renders and
-# encodes 2 L (train + eval) hands, most of an evaluation's time: the quick default's 4,800 take
-# about 1.3 min on 2 CPU cores at 128 px, the supplement's 64,000 (§E; `handlatent-eval --full`)
-# about 18 min (docs/evaluation.md).
+# encodes 2 L (train + eval) hands, most of an evaluation's time: with the quick default's 6,400
+# an evaluation of 1,000 images at 128 px takes about 2 CPU-minutes, with the supplement's 64,000
+# (§E; `handlatent-eval --full`) about 15 (docs/evaluation.md).
 BETA_VAE_QUICK = (16, 100, 100)
 BETA_VAE_FULL = (32, 500, 500)
 

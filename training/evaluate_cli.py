@@ -6,8 +6,8 @@
     handlatent-eval --checkpoint best.pt --data data/synth-test --full --json paper.json
 
 Prints a table (3D pose AUC / EPE / PCK, viewpoint error, image MSE, KL per sub-latent, Table 4,
-β-VAE score); --json writes every number. The default sizes are quick (about 2 minutes for 1,000
-images at 128 px on 2 CPU cores); --full uses the supplement's β-VAE sizes (about 20 minutes).
+β-VAE score); --json writes every number. The default sizes are quick (about 2 CPU-minutes for
+1,000 images at 128 px); --full uses the supplement's β-VAE sizes (about 15; docs/evaluation.md).
 Progress: bars on a terminal, else one line per stage on stderr. Exit status 0, or 2 for a bad
 checkpoint, dataset or output path (one line on stderr, no traceback).
 """
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g = p.add_argument_group("disentanglement sizes")
     g.add_argument("--full", action="store_true",
                    help="the supplement's β-VAE sizes (L = 32 pairs, 500 + 500 points: about "
-                        "10x the time) instead of the quick default (L = 16, 100 + 100); the "
+                        "8x the time) instead of the quick default (L = 16, 100 + 100); the "
                         "options below override either")
     g.add_argument("--regression-samples", type=_positive, default=1000, metavar="N",
                    help="labelled samples for Table 4, split 50/50 (default 1000; paper 300)")
