@@ -255,7 +255,8 @@ def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, 
     circle (QTest events on the view's surface, the whole path of a real drag: view -> session
     -> drag worker -> decode worker -> bridge -> views), and measure per drag update
 
-    - `drag_update_*`: from a mouse move to the latent updated for it (sliders follow);
+    - `drag_update_*`: from a mouse move to its update applied on the GUI thread, the sliders
+      having followed ("dragged" comes after the update's "latent_changed");
     - `drag_optimise_*`: the optimisation alone (on the drag worker);
     - `drag_frame_*`: from a mouse move to the image pane's paint of the frame decoded from it.
 
@@ -279,7 +280,7 @@ def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, 
         path = start + DRAG_RADIUS_PX * np.stack([np.cos(angles) - 1, np.sin(angles)], 1)
 
         sent_at: dict[bytes, float] = {}          # target -> time of its mouse move
-        updates: list[tuple[float, Any]] = []     # (time applied, DragUpdate), worker thread
+        updates: list[tuple[float, Any]] = []     # (time applied, DragUpdate), GUI thread
         frame_of: dict[int, bytes] = {}           # request id -> latent of the frame
         shown: list[tuple[float, int]] = []       # (time, request id) per image paint
         moving = [0.0]

@@ -54,7 +54,7 @@ def decode_batch(model: DVAE, z: np.ndarray, request_ids: list[int] | None = Non
 
     `lock`, when given, is held while the model runs (the session serialises model use with it).
     """
-    z = np.asarray(z, dtype=np.float32).reshape(-1, model.layout.total)
+    z = np.array(z, dtype=np.float32).reshape(-1, model.layout.total)  # a writable copy
     ids = list(request_ids) if request_ids is not None else [0] * len(z)
     device = model.image_mean.device
     start = time.perf_counter()

@@ -65,16 +65,30 @@ class DragUpdate:
 class Drag:
     """A drag in progress: the grabbed joint, the frame it moves in and the latent it began at.
 
-    `anchor` belongs to the worker that runs the updates; `wanted` and `running` to the thread
-    that drives the session (which submits one update at a time and applies its result).
+    Its updates chain: each starts from the latent of the one before, so that a worker need not
+    wait for the driving thread to apply a result before it computes the next. A change of the
+    latent from elsewhere (a random sample) starts a new `generation`, whose first update starts
+    from that latent; results of an older generation are stale. `anchor`, `chain` and
+    `chain_generation` belong to the worker; `expected`, `generation` and `target` to the thread
+    that drives the session.
     """
 
     joint: int
     mode: str
     start: np.ndarray                    # (d,) the latent when the drag began
     anchor: np.ndarray | None = None     # (21, 3) its pose, computed by the first update
-    wanted: np.ndarray | None = None     # the newest target not yet handed to the worker
-    running: bool = False                # an update was submitted and is not applied yet
+    expected: np.ndarray | None = None   # the session's latent that the updates continue
+    generation: int = 0
+    target: np.ndarray | None = None     # the newest target handed to the worker
+    chain: np.ndarray | None = None      # the worker's newest result
+    chain_generation: int = -1
+
+    def continue_from(self, generation: int, base: np.ndarray) -> np.ndarray:
+        """Worker: the latent an update of `generation` starts from: the newest result of that
+        generation, or `base` (the session's latent when it was asked for) for its first."""
+        if generation != self.chain_generation:
+            self.chain, self.chain_generation = base, generation
+        return self.chain
 
     def update(self, model: DVAE, z: np.ndarray, target: np.ndarray,
                settings: DragSettings = DragSettings()) -> DragUpdate:

@@ -144,7 +144,7 @@ class Session:
 
     def _set(self, z: np.ndarray, history_changed: bool) -> None:
         """Make `z` current and ask for its decoding; then tell the listeners."""
-        self._z = z
+        self._z = z     # a new array on every change (never written in place): read-only ok
         self.refresh()
         self.events.emit("latent_changed", z.copy())
         if history_changed:
@@ -320,13 +320,8 @@ class Session:
         """Block until the drag's updates are applied and the newest frame was decoded and
         emitted; False on timeout. Call it on the driving thread."""
         deadline = time.monotonic() + timeout
-        self.apply_pending()
-        while self._drag is not None and self._drag.running:
-            if not self._dragger.wait_idle(max(0.0, deadline - time.monotonic())) \
-                    or self._dragger.closed:
-                return False
-            self.apply_pending()
-        return self._decoder.wait_idle(max(0.0, deadline - time.monotonic()))
+        return (self._settle_drag(timeout)
+                and self._decoder.wait_idle(max(0.0, deadline - time.monotonic())))
 
     # ------------------------------------------------------------------------------ joint drag
 
@@ -343,57 +338,62 @@ class Session:
         joint, mode = check_drag(joint, mode)
         self.end_drag()
         self.begin_edit()
-        self._drag = Drag(joint, mode, self._z.copy())
+        self._drag = Drag(joint, mode, self._z.copy(), expected=self._z)
 
     def drag_to(self, target: Any) -> None:
         """Ask for the grabbed joint at `target` (3 numbers in the frame of `Decoded.xyz` or
         `.cpose`, the drag's mode): one optimisation update from the current latent
-        (handlatent.explorer.drag), applied here once computed. One update runs at a time (on
-        a worker when asynchronous); of the targets that arrive meanwhile the newest is served
-        next. No drag in progress: does nothing. ValueError unless 3 finite numbers."""
+        (handlatent.explorer.drag), applied here once computed. Asynchronous sessions compute
+        on a worker that serves the newest target. No drag in progress: does nothing.
+        ValueError unless `target` is 3 finite numbers."""
         point = check_target(target)
         self.apply_pending()
-        drag = self._drag
-        if drag is None:
-            return
-        drag.wanted = point
-        if not drag.running:
-            self._submit_drag(drag)
-        self.apply_pending()
+        if self._drag is not None:
+            self._submit_drag(self._drag, point)
+            self.apply_pending()
 
     def end_drag(self) -> None:
         """Finish the joint drag (no-op without one) once its newest update is applied."""
-        drag = self._drag
-        if drag is None:
-            return
-        while drag.running and self._dragger.wait_idle(DRAG_WAIT_S) and not self._dragger.closed:
+        if self._drag is not None:
+            self._settle_drag(DRAG_WAIT_S)
+            self._drag = None
+            self.end_edit()
+
+    def _settle_drag(self, timeout: float) -> bool:
+        """Wait for the drag worker and apply its results until both are done; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._dragger.wait_idle(max(0.0, deadline - time.monotonic())):
+            if not self._pending:
+                return True
             self.apply_pending()
-        self._drag = None
-        self.end_edit()
+        return False
 
-    def _submit_drag(self, drag: Drag) -> None:
-        target, drag.wanted, drag.running = drag.wanted, None, True
-        self._dragger.submit((drag, self._z, target), self._next_id())
+    def _submit_drag(self, drag: Drag, target: np.ndarray) -> None:
+        if self._z is not drag.expected:        # the latent changed from elsewhere: a new chain
+            drag.expected, drag.generation = self._z, drag.generation + 1
+        drag.target = target
+        self._dragger.submit((drag, drag.generation, self._z, target), self._next_id())
 
-    def _drag_job(self, request: tuple[Drag, np.ndarray, np.ndarray], request_id: int) -> None:
-        """Worker: one update from the latent of the request, handed back to `_drag_done`."""
-        drag, start, target = request
+    def _drag_job(self, request: tuple[Drag, int, np.ndarray, np.ndarray],
+                  request_id: int) -> None:
+        """Worker: one update, continuing its generation's chain, handed back to `_drag_done`."""
+        drag, generation, base, target = request
         try:
-            update: DragUpdate | None = self.runner.drag(drag, start, target)
+            update: DragUpdate | None = self.runner.drag(
+                drag, drag.continue_from(generation, base), target)
+            drag.chain = update.z
         except Exception as error:
             self._report_error(f"drag failed: {type(error).__name__}: {error}")
             update = None
-        self._post(lambda: self._drag_done(drag, start, update))
+        self._post(lambda: self._drag_done(drag, generation, target, update))
 
-    def _drag_done(self, drag: Drag, start: np.ndarray, update: DragUpdate | None) -> None:
-        drag.running = False
-        if drag is not self._drag:
-            return              # the drag ended (undo) while its update ran
-        if update is not None:
-            if start is self._z:
-                self._apply(update.z.copy(), record=False)
-                self.events.emit("dragged", update)
-            elif drag.wanted is None:
-                drag.wanted = update.target   # the latent changed meanwhile: redo from it
-        if drag.wanted is not None:
-            self._submit_drag(drag)
+    def _drag_done(self, drag: Drag, generation: int, target: np.ndarray,
+                   update: DragUpdate | None) -> None:
+        if drag is not self._drag or update is None:
+            return              # the drag ended (undo) while its update ran, or it failed
+        if generation == drag.generation and self._z is drag.expected:
+            self._apply(update.z, record=False)
+            drag.expected = self._z
+            self.events.emit("dragged", update)
+        elif target is drag.target:      # stale, and nothing newer asked: ask from the new z
+            self._submit_drag(drag, target)
