@@ -52,9 +52,12 @@ def test_shipped_configs_validate(name, tmp_path):
 def test_paper_config_has_the_papers_settings(tmp_path):
     cfg = load_config(CONFIGS / "paper-256.yaml", [f"data.train={tmp_path}"])
     assert cfg.model.image_size == 256
-    assert cfg.model.z_y1 + cfg.model.z_y2 + cfg.model.z_u == 64
+    # the fully specified latent of the paper's pose model, d = 64 split in halves
+    assert (cfg.model.z_y1, cfg.model.z_y2, cfg.model.z_u) == (32, 32, 0)
+    assert (cfg.model.decoder_upsample, cfg.model.decoder_norm) == ("tconv5", "batch")
     assert (cfg.optim.lr, cfg.optim.schedule, cfg.optim.factor) == (1e-4, "plateau", 0.1)
     assert cfg.data.batch_size == 32
+    assert cfg.loss.w_cpose == 1000 * (256 / 64) ** 2 and cfg.loss.image_likelihood == "sigma"
 
 
 def test_minimal_config_fills_defaults_and_round_trips(minimal, tmp_path):

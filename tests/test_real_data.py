@@ -582,7 +582,9 @@ def test_shipped_real_data_configs(name, kind, rhd, stb):
     assert cfg.data.train.startswith(f"{kind}:")
     assert cfg.model.image_size == 256 and cfg.model.z_y1 + cfg.model.z_y2 + cfg.model.z_u == 64
     assert (cfg.optim.lr, cfg.optim.schedule, cfg.optim.factor) == (1e-4, "plateau", 0.1)
-    assert cfg.data.batch_size == 32 and cfg.loss.beta == 0.01
+    assert cfg.data.batch_size == 32 and cfg.loss.image_likelihood == "sigma"
+    # the 64 px recipe's pose weight (1,000) times 16 for 16 x the image's values
+    assert cfg.loss.w_cpose == cfg.loss.w_viewpoint == cfg.loss.w_xyz == 1000 * (256 / 64) ** 2
     a = cfg.data.augment
     assert a.enabled and a.scale == (1.0, 1.2) and a.shift_px == 20 and a.hue == 0.1
     assert a.rotation_deg > 0
