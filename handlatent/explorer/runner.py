@@ -43,9 +43,25 @@ class ModelRunner:
     def _tensor(self, array: Any) -> torch.Tensor:
         return torch.tensor(np.asarray(array, dtype=np.float32), device=self.device)
 
+    def swap(self, model: DVAE) -> None:
+        """Run `model` from now on (a model switch): moved to this device, in eval mode; a
+        call in progress finishes on the old model."""
+        model = model.to(self.device).eval()
+        with self._lock:
+            self.model = model
+
     def decode(self, latents: np.ndarray, request_ids: list[int] | None = None) -> list[Decoded]:
         """Frames of latents (n, d), decoded in one pass."""
-        return decode_batch(self.model, latents, request_ids, lock=self._lock)
+        with self._lock:
+            return decode_batch(self.model, latents, request_ids)
+
+    def decode_if_fits(self, z: np.ndarray, request_id: int) -> Decoded | None:
+        """The frame of one latent (d,), or None when it was made for another model's layout
+        (a request from before a model switch)."""
+        with self._lock:
+            if z.shape[-1] != self.model.layout.total:
+                return None
+            return decode_batch(self.model, z[None], [request_id])[0]
 
     def decode_pose(self, latents: np.ndarray) -> dict[str, np.ndarray]:
         """The pose decoders alone on latents (n, d): "xyz", "cpose" (n, 21, 3), "viewpoint"."""

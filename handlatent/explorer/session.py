@@ -1,8 +1,9 @@
 """The explorer's model (napari's ViewerModel pattern): the latent z, its history, decoding, the
 joint drag, and parts with their own events: `walk` (walk.Walk), `images` (slots.ImageSlots:
-image slots, pose transfer), `stats` (stats.LatentStats: KL per dimension, sampling) and
-`atlas` (atlas.Atlas). The model runs through one `runner` (runner.ModelRunner). The GUI (app/)
-subscribes to the events and calls the methods; scripts and tests use the same objects.
+image slots, pose transfer), `stats` (stats.LatentStats: KL per dimension, sampling), `atlas`
+(atlas.Atlas) and `compare` (compare.Comparison: a second model on the same latent). The model
+runs through one `runner` (runner.ModelRunner), which `switch_model` points at another model
+(models.py). The GUI (app/) subscribes to the events and calls the methods, as scripts do.
 
 Threads: one thread drives the session (the GUI's); every change of state happens on it.
 Workers compute and hand results back: frames (decoded on a thread that takes the newest
@@ -27,15 +28,17 @@ import numpy as np
 
 from handlatent.explorer import presets
 from handlatent.explorer.atlas import Atlas
+from handlatent.explorer.compare import Comparison
 from handlatent.explorer.decoder import Decoded, DecodeWorker, InlineWorker, NewestWorker
 from handlatent.explorer.drag import Drag, DragUpdate, check_drag, check_target
 from handlatent.explorer.events import Events
 from handlatent.explorer.history import DEFAULT_LIMIT, History
 from handlatent.explorer.images import ImageSource
 from handlatent.explorer.latent import check_latent, part_slice
+from handlatent.explorer.models import ModelSwitch, open_model
 from handlatent.explorer.runner import ModelRunner
 from handlatent.explorer.slots import ImageSlots
-from handlatent.explorer.stats import LatentStats, stored_latent_stats
+from handlatent.explorer.stats import LatentStats
 from handlatent.explorer.viewpoint import check_rotation
 from handlatent.explorer.walk import Walk
 from handlatent.model import DVAE
@@ -43,22 +46,16 @@ from handlatent.model import DVAE
 log = logging.getLogger("handlatent.explorer")
 
 EVENTS = ("latent_changed", "decoded", "history_changed", "locks_changed", "dragged", "error",
-          "pending")
+          "pending", "model_changed")
 DRAG_WAIT_S = 5.0   # longest wait for one drag update as a drag ends
-
-
-def _checkpoint_name(path: Path) -> str:
-    """A display name: the file stem, with its folder for generic names (runs/foo/best.pt)."""
-    if path.stem in ("last", "best", "model", "checkpoint") and path.parent.name:
-        return f"{path.parent.name}/{path.stem}"
-    return path.stem
 
 
 class Session:
     """One model being explored: current latent z, history, locks, decoding, drag, parts.
 
     Events (`session.events.on(name, callback)`), from the driving thread: "latent_changed"(z),
-    "history_changed"(), "locks_changed"(), "dragged"(DragUpdate, after its latent_changed);
+    "history_changed"(), "locks_changed"(), "dragged"(DragUpdate, after its latent_changed),
+    "model_changed"(ModelSwitch, before its latent_changed);
     from workers when `asynchronous`: "decoded"(Decoded), "error"(message), "pending"().
     """
 
@@ -66,16 +63,15 @@ class Session:
                  latent_stats: Mapping[str, Any] | None = None, asynchronous: bool = True,
                  history_limit: int = DEFAULT_LIMIT) -> None:
         self.runner = ModelRunner(model, device)
-        self.layout = model.layout
-        self.name = name
-        self.device = str(self.runner.device)
-        self.image_size: int = self.runner.image_size
+        self.layout, self.name = model.layout, name
+        self.device, self.image_size = str(self.runner.device), self.runner.image_size
         self.asynchronous = asynchronous
         self.events = Events(EVENTS)
         self.stats = LatentStats(self.runner, self.layout, latent_stats)
         self.images = ImageSlots(self.runner)
         self.walk = Walk(self, self.runner)
         self.atlas = Atlas(self, self.runner, self.stats, self._report_error, asynchronous)
+        self.compare = Comparison(self, self._report_error, asynchronous)
         self.last_decoded: Decoded | None = None  # the newest frame emitted by "decoded"
         self._z = np.zeros(self.layout.total, dtype=np.float32)  # replaced, never changed
         self._history = History(history_limit)
@@ -85,24 +81,19 @@ class Session:
         self._drag: Drag | None = None
         self._pending: deque[Callable[[], None]] = deque()   # results for the driving thread
         self._decoder = (DecodeWorker if asynchronous else InlineWorker)(
-            self._decode_one, self._on_decoded, self._report_error)
+            self.runner.decode_if_fits, self._on_decoded, self._report_error)
         self._dragger = (NewestWorker if asynchronous else InlineWorker)(
             self._drag_job, None, self._report_error, name="handlatent-drag", what="drag")
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto",
-                        **kw: Any) -> Session:
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", **kw: Any) -> Session:
         """A session on the checkpoint's model; latent_stats from its `extra` if present.
-
-        Raises handlatent.checkpoint.CheckpointError (one line) for a missing or bad file.
-        """
-        from handlatent.checkpoint import load_checkpoint, load_model
-        checkpoint, model = load_checkpoint(path), load_model(path, device)
+        Raises handlatent.checkpoint.CheckpointError (one line) for a missing or bad file."""
+        opened = open_model(path, device)
         if kw.get("latent_stats") is None:
-            kw["latent_stats"] = stored_latent_stats(checkpoint.get("extra"),
-                                                     model.layout.total, os.fspath(path))
-        kw["name"] = kw.get("name") or _checkpoint_name(Path(path))
-        return cls(model, device=str(model.image_mean.device), **kw)
+            kw["latent_stats"] = opened.latent_stats
+        kw["name"] = kw.get("name") or opened.name
+        return cls(opened.model, device=str(opened.model.image_mean.device), **kw)
 
     @property
     def model(self) -> DVAE:
@@ -112,13 +103,14 @@ class Session:
     @property
     def parts(self) -> dict[str, Any]:
         """The session's parts by name; each has its own `events`."""
-        return {"walk": self.walk, "images": self.images, "stats": self.stats, "atlas": self.atlas}
+        return {"walk": self.walk, "images": self.images, "stats": self.stats, "atlas": self.atlas,
+                "compare": self.compare}
 
     # ------------------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
         """Stop the workers (idempotent); later latent changes are not decoded."""
-        for worker in (self._decoder, self.atlas, self._dragger):
+        for worker in (self._decoder, self.atlas, self._dragger, self.compare):
             worker.close()
 
     def __enter__(self) -> Session:
@@ -180,12 +172,10 @@ class Session:
 
     def randomize(self, part: str | None = None,
                   rng: np.random.Generator | int | None = None) -> np.ndarray:
-        """Draw the whole z (`part` None) or one sub-latent (its marginal) from the sampling
-        source (`stats.sampling`); locked parts stay. `rng`: a numpy Generator or a seed.
-        Returns the new latent (unchanged if all locked)."""
+        """Draw z (`part` None) or one sub-latent from `stats.sampling`, locked parts kept; `rng`:
+        a numpy Generator or a seed. Returns the new latent (unchanged if all locked)."""
         names = self.layout.names if part is None else (part,)
-        for name in names:
-            part_slice(self.layout, name)
+        [part_slice(self.layout, name) for name in names]
         sample = self.stats.sample(rng)
         z = self._z.copy()
         for name in names:
@@ -206,8 +196,8 @@ class Session:
         return part in self._locks
 
     def estimate(self, source: ImageSource) -> Decoded:
-        """Load `source` into the "estimate" image slot, make its encoding the current latent
-        (one undo step) and return its decoding (pose estimate: `.xyz`)."""
+        """Load `source` into the "estimate" slot, make its encoding current (one undo step),
+        return its decoding (pose estimate: `.xyz`)."""
         loaded = self.images.load(source, "estimate")
         self.set_latent(loaded.z)
         return loaded.decoded
@@ -217,9 +207,8 @@ class Session:
         return self.runner.decode_pose(self._z[None])["viewpoint"][0]
 
     def set_viewpoint(self, rotation: Any) -> None:
-        """Set z_y2 to the mean of the viewpoint encoder's posterior q(z_y2 | rotation): the hand
-        is then decoded as seen under `rotation` (3x3, xyz = cpose @ rotation). One undo step
-        unless inside begin_edit/end_edit. ValueError if `rotation` is not a rotation."""
+        """Set z_y2 to the mean of q(z_y2 | rotation): the hand is decoded as seen under `rotation`
+        (3x3, xyz = cpose @ rotation). One undo step; ValueError if it is not a rotation."""
         self.set_part("z_y2", self.runner.encode_viewpoint(check_rotation(rotation)))
 
     def save_preset(self, path: str | os.PathLike) -> Path:
@@ -231,6 +220,21 @@ class Session:
         z, _ = presets.read_preset(path, self.layout)
         self._apply(z, True)
         return self.latent
+
+    def switch_model(self, switch: ModelSwitch) -> None:
+        """Run the model of `switch` (models.prepare_switch, off this thread) with its images and
+        latent; history kept only if the layout is the same. "model_changed", "latent_changed"."""
+        self.end_drag()
+        self.runner.swap(switch.model)
+        self.layout, self.name, self.image_size = switch.opened.layout, switch.opened.name, \
+            self.runner.image_size
+        self.stats.adopt(switch.stats)
+        self.walk.adopt(self.layout)
+        self.images.adopt(switch.images)
+        if not switch.same_layout:
+            self._history = History(self._history.limit)
+        self.events.emit("model_changed", switch)
+        self._set(check_latent(switch.latent, self.layout), history_changed=True)
 
     # ------------------------------------------------------------------------------ history
 
@@ -284,9 +288,6 @@ class Session:
         with self._ids_lock:
             return next(self._ids)
 
-    def _decode_one(self, z: np.ndarray, request_id: int) -> Decoded:
-        return self.runner.decode(z[None], [request_id])[0]
-
     def _on_decoded(self, frame: Decoded) -> None:
         self.last_decoded = frame
         self.events.emit("decoded", frame)
@@ -304,7 +305,7 @@ class Session:
     def decode_now(self, z: Any = None) -> Decoded:
         """Decode `z` (default: the current latent) on this thread; emits nothing."""
         z = self._z if z is None else check_latent(z, self.layout)
-        return self._decode_one(z, self._next_id())
+        return self.runner.decode(z[None], [self._next_id()])[0]
 
     def _post(self, apply: Callable[[], None]) -> None:
         """Hand a worker's result to the driving thread (any thread)."""
@@ -317,8 +318,8 @@ class Session:
             self._pending.popleft()()
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Block until the drag's updates are applied and the newest frame was decoded and
-        emitted; False on timeout. Call it on the driving thread."""
+        """Block (on the driving thread) until the drag's updates are applied and the newest
+        frame was decoded and emitted; False on timeout."""
         deadline = time.monotonic() + timeout
         return (self._settle_drag(timeout)
                 and self._decoder.wait_idle(max(0.0, deadline - time.monotonic())))
@@ -343,9 +344,8 @@ class Session:
     def drag_to(self, target: Any) -> None:
         """Ask for the grabbed joint at `target` (3 numbers in the frame of `Decoded.xyz` or
         `.cpose`, the drag's mode): one optimisation update from the current latent
-        (handlatent.explorer.drag), applied here once computed. Asynchronous sessions compute
-        on a worker that serves the newest target. No drag in progress: does nothing.
-        ValueError unless `target` is 3 finite numbers."""
+        (handlatent.explorer.drag), applied here once computed (asynchronous: on a worker serving
+        the newest target). No drag: does nothing. ValueError unless 3 finite numbers."""
         point = check_target(target)
         self.apply_pending()
         if self._drag is not None:

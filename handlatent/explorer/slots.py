@@ -69,6 +69,14 @@ class ImageSlots(Mapping[str, LoadedImage]):
             self.events.emit("transfer_changed")
         return loaded
 
+    def adopt(self, loaded: Mapping[str, LoadedImage]) -> None:
+        """Hold `loaded` instead (the same images re-encoded by a new model); the transfer
+        result is dropped."""
+        self._slots = {slot: loaded[slot] for slot in SLOTS if slot in loaded}
+        self._result = None
+        self.events.emit("images_changed")
+        self.events.emit("transfer_changed")
+
     def clear(self, slot: str) -> None:
         """Empty `slot` (no error if it is empty)."""
         if self._slots.pop(slot, None) is not None:

@@ -140,6 +140,12 @@ class LatentStats:
                 self._kl = kl_per_dim(mu, logvar) if self._kl is None else self._kl
                 self._hands = fit_hands(mu, logvar) if self._hands is None else self._hands
 
+    def adopt(self, other: LatentStats) -> None:
+        """Take `other`'s layout and statistics (a model switch); the sampling source stays."""
+        with self._estimating:
+            self.layout, self._runner = other.layout, other._runner
+            self._kl, self._hands = other._kl, other._hands
+
     @property
     def estimated(self) -> bool:
         """Whether both statistics are at hand (from the checkpoint or estimated already)."""

@@ -20,6 +20,7 @@ from handlatent.explorer.files import reserve_temp
 from handlatent.explorer.figures import fit_extent, frame_with_skeleton
 from handlatent.explorer.images import ImageSource, prepare_image
 from handlatent.explorer.latent import LatentHost, check_latent, part_slice
+from handlatent.model import LatentLayout
 
 if TYPE_CHECKING:
     from handlatent.explorer.runner import ModelRunner
@@ -66,7 +67,8 @@ def check_export_path(path: str | os.PathLike) -> Path:
 def export_frames(decode: Callable[[np.ndarray], list[Decoded]], latents: np.ndarray,
                   path: str | os.PathLike, *, fps: float = 12, extent: float | None = None,
                   scale: int = 1, progress: Progress | None = None,
-                  cancel: Cancel | None = None) -> Path:
+                  cancel: Cancel | None = None,
+                  second: Callable[[np.ndarray], list[Decoded]] | None = None) -> Path:
     """Decode `latents` (n, d) and write them to `path` (.gif animation, .mp4 H.264 video, or
     .png strip, left to right); each frame is the image beside its skeleton, (kS, 2kS).
 
@@ -74,6 +76,7 @@ def export_frames(decode: Callable[[np.ndarray], list[Decoded]], latents: np.nda
     `progress(i, n)` is called after frame i (1..n) is written; `cancel()` is polled before each
     frame and, when True, the partial file is removed and ExportCancelled raised. A GIF merges
     consecutive identical frames (Pillow adds their durations), e.g. when A equals B.
+    `second` (a compared model's decode) adds its frame of each latent as a second row.
     """
     path = check_export_path(path)
     latents = np.asarray(latents, dtype=np.float32)
@@ -93,13 +96,19 @@ def export_frames(decode: Callable[[np.ndarray], list[Decoded]], latents: np.nda
             if cancel is not None and cancel():
                 raise ExportCancelled(f"export to {path} cancelled")
             chunk = decode(latents[start:start + DECODE_CHUNK])
+            rows = second(latents[start:start + DECODE_CHUNK]) if second else [None] * len(chunk)
             if extent is None:
                 extent = fit_extent(np.stack([f.xyz for f in chunk])) * 1.15
-            for k, frame in enumerate(chunk):
+            for k, (frame, other) in enumerate(zip(chunk, rows)):
                 if k and cancel is not None and cancel():
                     raise ExportCancelled(f"export to {path} cancelled")
-                writer.append(frame_with_skeleton(frame.image, frame.xyz, extent=extent,
-                                                  scale=int(scale)))
+                picture = frame_with_skeleton(frame.image, frame.xyz, extent=extent,
+                                              scale=int(scale))
+                if other is not None:
+                    picture = np.concatenate([picture, _fit_to(frame_with_skeleton(
+                        other.image, other.xyz, extent=extent, scale=int(scale)),
+                        picture.shape)], axis=0)
+                writer.append(picture)
                 done += 1
                 if progress is not None:
                     progress(done, n)
@@ -110,6 +119,13 @@ def export_frames(decode: Callable[[np.ndarray], list[Decoded]], latents: np.nda
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _fit_to(picture: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`picture` resized to `shape` (a compared model of another image size)."""
+    if picture.shape == shape:
+        return picture
+    return np.asarray(Image.fromarray(picture).resize((shape[1], shape[0]), Image.NEAREST))
 
 
 class _Writer:
@@ -171,6 +187,17 @@ class Walk:
         self._runner = runner
         self._ends: dict[str, np.ndarray | None] = {name: None for name in ENDPOINTS}
         self._parts: frozenset[str] = frozenset(self.layout.names)
+        # a compared model's decode (compare.Comparison sets it): exports get a second row
+        self.compared: Callable[[np.ndarray], list[Decoded]] | None = None
+
+    def adopt(self, layout: LatentLayout) -> None:
+        """Follow a model switch: endpoints and moving parts stay if `layout` is the same,
+        else they are cleared (and all parts move)."""
+        if layout != self.layout:
+            self.layout = layout
+            self._ends = {name: None for name in ENDPOINTS}
+            self._parts = frozenset(layout.names)
+        self.events.emit("walk_changed")
 
     @staticmethod
     def _endpoint_name(which: str) -> str:
@@ -255,7 +282,7 @@ class Walk:
                progress: Progress | None = None, cancel: Cancel | None = None, *,
                scale: int = 1) -> Path:
         """Write the walk's `n_frames` as .gif, .mp4 or a .png strip (image | skeleton per
-        frame, `scale` times the model's size). Raises ExportCancelled when `cancel()` turns
+        frame, `scale` times the model's size; a compared model's frames as a second row). Raises ExportCancelled when `cancel()` turns
         True (no file is left), ValueError for a bad path or unset endpoints. Safe on a
         background thread."""
         return self.export_latents(self.frames(n_frames), path, fps, progress, cancel,
@@ -269,4 +296,4 @@ class Walk:
         xyz = self._runner.decode_pose(latents)["xyz"]
         return export_frames(self._runner.decode, latents, path, fps=fps,
                              extent=fit_extent(xyz) * 1.05, scale=scale, progress=progress,
-                             cancel=cancel)
+                             cancel=cancel, second=self.compared)
