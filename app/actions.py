@@ -60,6 +60,15 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
     file_menu.addMenu(w.recent_menu)
     file_menu.addMenu(_examples_menu(w))
     file_menu.addSeparator()
+    file_menu.addAction(act("open_model", "Open &model…", w.models.open_model_dialog,
+                            "Ctrl+Shift+O", "Switch the explorer to another checkpoint (.pt); "
+                            "the loaded images are re-encoded, the latent kept if it fits"))
+    w.recent_models_menu = QMenu("Recent mo&dels", w)
+    w.recent_models_menu.aboutToShow.connect(w.models.rebuild_recent_menu)
+    file_menu.addMenu(w.recent_models_menu)
+    file_menu.addAction(act("follow_run", "&Follow run…", w.models.follow_run_dialog,
+                            tip="Open a training run's newest checkpoint and reload each new one"))
+    file_menu.addSeparator()
     file_menu.addAction(act("load_preset", "&Load preset…", w.load_preset_dialog, "Ctrl+L",
                             "Load a latent from a preset JSON file"))
     file_menu.addAction(act("save_preset", "&Save preset…", w.save_preset_dialog,
@@ -122,7 +131,7 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
             checkable=True)
     view_menu.addAction(a)
     view_menu.addAction(act("show_inactive", "Show &inactive dimensions",
-                            w.latent_panel.set_show_inactive, "I",
+                            lambda on: w.latent_panel.set_show_inactive(on), "I",
                             "Show latent dimensions with KL ≈ 0", checkable=True))
     view_menu.addAction(act("reset_camera", "Reset 3D &camera", w.skeleton.reset_camera,
                             "Home", "Look along the image camera's axis again"))
@@ -130,6 +139,11 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
                             "Orbiting the 3D view turns the hand: the image is re-rendered from "
                             "the angle you look from", checkable=True))
     actions["viewpoint_mode"].setIconText("Viewpoint")   # short: it sits in the 3D view's bar
+    view_menu.addAction(act("compare", "Com&pare with…", w.models.compare_dialog,
+                            "Ctrl+Shift+C", "Decode the same latent with a second model of the "
+                            "same latent layout, side by side"))
+    view_menu.addAction(act("stop_compare", "Stop comparing", w.models.stop_comparing,
+                            tip="Close the compared model"))
     view_menu.addSeparator()
     for dock in w.docks:
         view_menu.addAction(dock.toggleViewAction())

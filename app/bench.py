@@ -59,7 +59,7 @@ def _session_for(checkpoint_or_model: Any, device: str) -> tuple[Any, bool]:
     return Session(model, name=type(model).__name__, device=device, latent_stats=stats), True
 
 
-def _wait(app: Any, predicate: Any, timeout_s: float) -> bool:
+def wait_until(app: Any, predicate: Any, timeout_s: float) -> bool:
     deadline = time.perf_counter() + timeout_s
     while not predicate():
         if time.perf_counter() > deadline:
@@ -70,7 +70,7 @@ def _wait(app: Any, predicate: Any, timeout_s: float) -> bool:
 
 
 @contextmanager
-def _bench_window(checkpoint_or_model: Any, device: str, window_size: tuple[int, int], what: str,
+def bench_window(checkpoint_or_model: Any, device: str, window_size: tuple[int, int], what: str,
                   ready: Callable[[Any, Any], Callable[[], bool]], timeout_s: float = 30.0,
                   failure: str = "the window showed no decoded frame"
                   ) -> Iterator[tuple[Any, Any, Any]]:
@@ -85,10 +85,10 @@ def _bench_window(checkpoint_or_model: Any, device: str, window_size: tuple[int,
     try:
         window.resize(*window_size)
         window.show()
-        if not _wait(app, ready(app, window), timeout_s):
+        if not wait_until(app, ready(app, window), timeout_s):
             raise RuntimeError(f"{failure} within {timeout_s:g} s")
         freeze_startup_objects()                 # as handlatent-gui does after startup
-        _wait(app, lambda: False, 0.3)           # let startup paints settle
+        wait_until(app, lambda: False, 0.3)           # let startup paints settle
         yield app, session, window
     finally:
         window.shutdown()
@@ -97,6 +97,38 @@ def _bench_window(checkpoint_or_model: Any, device: str, window_size: tuple[int,
         app.processEvents()
         if owned:
             session.close()
+
+
+class Heartbeat:
+    """A 1 ms PreciseTimer on the GUI thread; `gaps` holds the seconds between its ticks (the
+    longest is the longest stall)."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import Qt, QTimer
+        self.gaps: list[float] = []
+        self.last = time.perf_counter()
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(HEARTBEAT_MS)
+        self.timer.timeout.connect(self._beat)
+
+    def _beat(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self.last)
+        self.last = now
+
+    def start(self) -> None:
+        """Forget earlier gaps and start beating now."""
+        self.gaps.clear()
+        self.last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def max_gap_ms(self) -> float:
+        """The longest gap so far, milliseconds (NaN before any)."""
+        return round(max(self.gaps) * 1000, 1) if self.gaps else float("nan")
 
 
 def _first_show_latencies_ms(events: list, z_of_request: dict, sent_at: dict) -> list[float]:
@@ -112,10 +144,12 @@ def _first_show_latencies_ms(events: list, z_of_request: dict, sent_at: dict) ->
 
 
 def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *,
-                  device: str = "cpu", window_size: tuple[int, int] = (1400, 900)) -> dict:
+                  device: str = "cpu", window_size: tuple[int, int] = (1400, 900),
+                  compare: Any = None) -> dict:
     """Feed `n` slider changes at `rate_hz` into a shown main window and measure (see module).
 
-    `checkpoint_or_model`: a checkpoint path, a DVAE model, or a Session (left open).
+    `checkpoint_or_model`: a checkpoint path, a DVAE model, or a Session (left open);
+    `compare`: a checkpoint to compare with (View ▸ Compare with), decoding every change too.
     Returns a dict of plain numbers (milliseconds, frames per second) and `meets_targets`.
     """
     from PySide6.QtCore import Qt, QTimer
@@ -131,8 +165,13 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
         window.skeleton.drawn.connect(lambda rid: drawn.append((time.perf_counter(), rid)))
         return lambda: window.frames_shown > 0 and (not gl or bool(drawn))
 
-    with _bench_window(checkpoint_or_model, device, window_size, "the GUI benchmark",
+    with bench_window(checkpoint_or_model, device, window_size, "the GUI benchmark",
                        first_frame) as (app, session, window):
+        if compare is not None:
+            from handlatent.explorer.models import open_model
+            session.compare.open(open_model(compare, device))
+            if not wait_until(app, lambda: window.models.compare_view.pane.image() is not None, 30.0):
+                raise RuntimeError("the compared model showed no frame within 30 s")
         # The most informative pose dimension, as the user would pick it.
         active = session.stats.active_dims("z_y1")
         index = int(active[0]) if active else 0
@@ -157,18 +196,7 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
         window.bridge.decoded.connect(on_decoded)
         window.image_pane.frameShown.connect(on_shown)
 
-        gaps: list[float] = []
-        last_beat = [time.perf_counter()]
-
-        def beat() -> None:
-            now = time.perf_counter()
-            gaps.append(now - last_beat[0])
-            last_beat[0] = now
-
-        heartbeat = QTimer()
-        heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
-        heartbeat.setInterval(HEARTBEAT_MS)
-        heartbeat.timeout.connect(beat)
+        heartbeat = Heartbeat()
 
         step = [0]
 
@@ -190,7 +218,6 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
         drawn.clear()
         session.begin_edit()                      # one drag = one undo step, as with a mouse
         t0 = time.perf_counter()
-        last_beat[0] = t0
         heartbeat.start()
         feeder.start()
         final = float(np.float32(values[-1]))
@@ -198,9 +225,9 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
         def final_shown() -> bool:
             return step[0] >= n and any(z_of_request.get(rid) == final for _, rid in shown)
 
-        settled = _wait(app, final_shown, n / rate_hz + SETTLE_TIMEOUT_S)
+        settled = wait_until(app, final_shown, n / rate_hz + SETTLE_TIMEOUT_S)
         t_end = time.perf_counter()
-        _wait(app, lambda: False, 0.1)            # let the 3D view draw the last frame
+        wait_until(app, lambda: False, 0.1)            # let the 3D view draw the last frame
         heartbeat.stop()
         feeder.stop()
         session.end_edit()
@@ -226,9 +253,10 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
             "latency_max_ms": round(float(np.max(lat)), 1),
             "gl_latency_median_ms": round(float(np.median(gl_lat)), 1),
             "gl_latency_p95_ms": round(float(np.percentile(gl_lat, 95)), 1),
-            "max_stall_ms": round(max(gaps) * 1000, 1) if gaps else float("nan"),
+            "max_stall_ms": heartbeat.max_gap_ms(),
             "decode_median_ms": round(float(np.median(decode_ms)), 2) if decode_ms else None,
             "settled": bool(settled),
+            "compared_with": session.compare.name,
             "total_s": round(t_end - t0, 3),
         }
         result["meets_targets"] = bool(
@@ -243,7 +271,7 @@ DRAG_JOINT = 5           # the index fingertip
 DRAG_RADIUS_PX = 40.0    # the mouse circles this far around where the joint was grabbed
 
 
-def _percentiles(values: list[float]) -> tuple[float, float]:
+def percentiles(values: list[float]) -> tuple[float, float]:
     """(median, p95) rounded to 0.1, NaN for no values."""
     a = np.asarray(values if values else [np.nan], dtype=float)
     return round(float(np.median(a)), 1), round(float(np.percentile(a, 95)), 1)
@@ -272,7 +300,7 @@ def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, 
     def first_frame(app: Any, window: Any) -> Callable[[], bool]:
         return lambda: window.frames_shown > 0 and window.skeleton.frame is not None
 
-    with _bench_window(checkpoint_or_model, device, window_size, "the drag benchmark",
+    with bench_window(checkpoint_or_model, device, window_size, "the drag benchmark",
                        first_frame) as (app, session, window):
         view = window.skeleton
         start, z_start = view.screen_positions()[DRAG_JOINT, :2], session.latent
@@ -325,11 +353,11 @@ def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, 
         if session.dragging is None:
             raise RuntimeError("the press did not grab the joint")
         feeder.start()
-        _wait(app, lambda: step[0] >= n, n / rate_hz + SETTLE_TIMEOUT_S)
+        wait_until(app, lambda: step[0] >= n, n / rate_hz + SETTLE_TIMEOUT_S)
         QTest.mouseRelease(view.surface, Qt.MouseButton.LeftButton,
                            Qt.KeyboardModifier.NoModifier, at(path[-1]))
         final = session.latent.tobytes()
-        _wait(app, lambda: any(frame_of.get(rid) == final for _, rid in shown), SETTLE_TIMEOUT_S)
+        wait_until(app, lambda: any(frame_of.get(rid) == final for _, rid in shown), SETTLE_TIMEOUT_S)
         session.events.off("dragged", on_update)
         if not np.array_equal(session.latent, z_start):
             session.undo()                        # the drag's one step: the session as it was
@@ -343,9 +371,9 @@ def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, 
             if z in sent_of_z and z not in seen:
                 seen.add(z)
                 frame_ms.append((t - sent_of_z[z]) * 1000)
-        update = _percentiles([dt * 1000 for dt, _ in applied])
-        optimise = _percentiles([u.elapsed_ms for _, u in applied])
-        frame = _percentiles(frame_ms)
+        update = percentiles([dt * 1000 for dt, _ in applied])
+        optimise = percentiles([u.elapsed_ms for _, u in applied])
+        frame = percentiles(frame_ms)
         result = {
             "drag_moves": int(n), "drag_updates": len(applied),
             "drag_update_median_ms": update[0], "drag_update_p95_ms": update[1],
@@ -379,7 +407,7 @@ def run_atlas_bench(checkpoint_or_model: Any, n: int = ATLAS_REFRESHES, *, devic
         window.atlas_dock.show()
         return lambda: window.atlas_panel.refresh_count > 0
 
-    with _bench_window(checkpoint_or_model, device, window_size, "the atlas benchmark",
+    with bench_window(checkpoint_or_model, device, window_size, "the atlas benchmark",
                        atlas_decoded, timeout_s=120.0,
                        failure="the latent atlas was not decoded") as (app, session, window):
         panel = window.atlas_panel
@@ -407,11 +435,11 @@ def run_atlas_bench(checkpoint_or_model: Any, n: int = ATLAS_REFRESHES, *, devic
         for k in range(n):
             count = panel.refresh_count
             session.set_value(dims[k % len(dims)], float(rng.uniform(-2, 2)))
-            if not _wait(app, lambda: panel.refresh_count > count, 120.0):
+            if not wait_until(app, lambda: panel.refresh_count > count, 120.0):
                 raise RuntimeError("an atlas refresh did not finish within 120 s")
         ids = [rid for rid in done if rid in asked and rid in on_screen]
-        refresh = _percentiles([(done[r] - asked[r]) * 1000 for r in ids])
-        visible = _percentiles([(on_screen[r] - asked[r]) * 1000 for r in ids])
+        refresh = percentiles([(done[r] - asked[r]) * 1000 for r in ids])
+        visible = percentiles([(on_screen[r] - asked[r]) * 1000 for r in ids])
         return {"atlas_refreshes": len(ids),
                 "atlas_thumbnails": len(dims) * len(panel.grid.values),
                 "atlas_settle_ms": SETTLE_MS,

@@ -53,6 +53,10 @@ class SessionBridge(QObject):
     transferChanged = Signal()
     samplingChanged = Signal(str)       # the sampling source
     atlasChanged = Signal(object)       # AtlasRows: a part of a latent-atlas request
+    modelChanged = Signal(object)       # ModelSwitch: the session runs another model now
+    compareChanged = Signal()           # a compared model was opened or closed
+    compared = Signal(object)           # the compared model's Decoded frame of the latent
+    comparedTransfer = Signal(object)   # its decoding of the transfer result (or None)
 
     # Private: posted from any thread, delivered on the bridge's (GUI) thread (queued), or at
     # once when posted there (the usual case for events raised by a GUI action).

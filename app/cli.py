@@ -1,7 +1,7 @@
 """`handlatent-gui`: open the latent-space explorer on a checkpoint.
 
     handlatent-gui [IMAGE] [--checkpoint model.pt] [--device auto|cpu|cuda] [--screenshot out.png]
-                   [--atlas]
+                   [--atlas] [--follow RUN] [--compare B.pt]
 
 Without --checkpoint the bundled model (the .pt file in assets/models/) is used; without IMAGE
 the window opens on the first bundled example hand (assets/examples/). A missing,
@@ -68,6 +68,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "default: the first bundled example hand)")
     parser.add_argument("--atlas", action="store_true",
                         help="open the Latent atlas dock at start (View > Latent atlas, A)")
+    parser.add_argument("--follow", metavar="RUN",
+                        help="follow a training run folder (handlatent-train --out): open its "
+                             "newest checkpoint and reload each new one (File > Follow run)")
+    parser.add_argument("--compare", metavar="B.pt",
+                        help="compare with a second model of the same latent layout: one "
+                             "latent, both models' images and skeletons (View > Compare with)")
     parser.add_argument("--no-dialogs", action="store_true",
                         help="report startup errors on stderr only (for scripts)")
     return parser.parse_args(argv)
@@ -79,6 +85,30 @@ def _has_display() -> bool:
         return True
     return bool(os.environ.get("QT_QPA_PLATFORM") or os.environ.get("DISPLAY")
                 or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def start_checkpoint(checkpoint: str | None, follow: str | None) -> str | None:
+    """The checkpoint to open at start: --checkpoint, else the followed run's newest one (if it
+    has one yet), else None (the bundled model). CliError if --follow names no folder."""
+    if follow is None:
+        return checkpoint
+    from handlatent.explorer.follow import check_run_folder, newest_checkpoint
+    try:
+        run = check_run_folder(follow)
+    except ValueError as error:
+        raise CliError(f"--follow {error}") from None
+    newest = newest_checkpoint(run)
+    return checkpoint if checkpoint is not None or newest is None else str(newest)
+
+
+def open_compared(session: Any, path: str) -> None:
+    """Open --compare's model beside the session's; CliError with one line if impossible."""
+    from handlatent.checkpoint import CheckpointError
+    from handlatent.explorer.models import open_model
+    try:
+        session.compare.open(open_model(path, session.device))
+    except (CheckpointError, ValueError) as error:
+        raise CliError(one_line(error)) from None
 
 
 def load_session(checkpoint: str | None, device: str) -> Any:
@@ -135,6 +165,8 @@ class ScreenshotTaker:
         self.image_shown = False
         self.gl_drawn = not _gl_available(app)   # no OpenGL: do not wait for the 3D view
         self.atlas_done = not window.atlas_dock.isVisible()
+        self.compared_shown = not window.session.compare.active
+        window.models.compare_view.pane.frameShown.connect(self._on_compared)
         window.atlas_panel.refreshed.connect(self._on_atlas)
         window.image_pane.frameShown.connect(self._on_image)
         window.skeleton.drawn.connect(self._on_draw)
@@ -151,6 +183,12 @@ class ScreenshotTaker:
         self.image_shown = frame is not None and np.array_equal(frame.z,
                                                                 self.window.session.latent)
 
+    def _on_compared(self, _tag: Any) -> None:
+        import numpy as np
+        frame = self.window.session.compare.last_decoded
+        self.compared_shown = frame is not None and np.array_equal(frame.z,
+                                                                   self.window.session.latent)
+
     def _on_atlas(self, _request_id: int) -> None:
         self.atlas_done = True
 
@@ -159,14 +197,15 @@ class ScreenshotTaker:
             self.gl_drawn = True
 
     def _check(self) -> None:
-        if self.image_shown and self.gl_drawn and self.atlas_done:
+        if self.image_shown and self.gl_drawn and self.atlas_done and self.compared_shown:
             self.poll.stop()
             from PySide6.QtCore import QTimer
             QTimer.singleShot(150, self._save)   # let the last paints land
         elif time.monotonic() > self.deadline:
             self.poll.stop()
             what = ("decoded frame" if not self.image_shown else "rendered 3D view"
-                    if not self.gl_drawn else "complete latent atlas")
+                    if not self.gl_drawn else "compared model's frame"
+                    if not self.compared_shown else "complete latent atlas")
             print(f"{PROG}: timed out waiting for the first {what}", file=sys.stderr)
             self.status = EXIT_FAILED
             self.window.close()
@@ -232,8 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = _application(PROG)
         import torch
         torch.set_num_threads(args.threads)
+        start = None
         try:
-            session = load_session(args.checkpoint, args.device)
+            start = start_checkpoint(args.checkpoint, args.follow)
+            session = load_session(start, args.device)
+            if args.compare:
+                open_compared(session, args.compare)
         except CliError as error:
             print(f"{PROG}: {error}", file=sys.stderr, flush=True)
             if dialogs_allowed and app.platformName() not in NO_DIALOG_PLATFORMS:
@@ -244,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         window.atlas_dock.setVisible(args.atlas)
         window.show()
         _open_start_image(window, args.image)
+        if args.follow:
+            window.models.follow_run(args.follow, shown=start)
         freeze_startup_objects()
         _quit_on_ctrl_c(app, window)
         taker = None

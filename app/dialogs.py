@@ -14,6 +14,8 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHeaderVi
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm")
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
+MODEL_SUFFIX = ".pt"
+MODEL_FILTER = "handlatent checkpoints (*.pt);;All files (*)"
 PRESET_FILTER = "Latent presets (*.json);;All files (*)"
 PNG_FILTER = "PNG image (*.png);;JPEG image (*.jpg *.jpeg);;All files (*)"
 WALK_FILTER = "Animated GIF (*.gif);;MP4 video (*.mp4);;PNG strip (*.png)"
@@ -24,6 +26,26 @@ WALK_SUFFIX_OF_FILTER = {"Animated GIF (*.gif)": ".gif", "MP4 video (*.mp4)": ".
 def is_image_path(path: str) -> bool:
     """Whether `path` has an image file suffix (for drag & drop)."""
     return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES
+
+
+def is_model_path(path: str) -> bool:
+    """Whether `path` names a checkpoint (.pt), for drag & drop."""
+    return os.path.splitext(path)[1].lower() == MODEL_SUFFIX
+
+
+def is_image_or_model_path(path: str) -> bool:
+    """What the main window takes when dropped: images and checkpoints."""
+    return is_image_path(path) or is_model_path(path)
+
+
+def open_model_path(parent: QWidget | None, title: str = "Open model") -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, title, "", MODEL_FILTER)
+    return path or None
+
+
+def open_run_folder(parent: QWidget | None) -> str | None:
+    path = QFileDialog.getExistingDirectory(parent, "Follow a training run (its --out folder)")
+    return path or None
 
 
 def open_image_path(parent: QWidget | None, title: str = "Open image",

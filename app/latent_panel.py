@@ -174,6 +174,7 @@ class LatentPanel(QWidget):
     def __init__(self, session: Any, bridge: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
+        self.size = session.layout.total    # the latent size the sliders were made for
         self._editing = 0
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -251,6 +252,8 @@ class LatentPanel(QWidget):
     def sync(self, z: Any = None) -> None:
         """Move the sliders to the session's latent without feeding back into the session."""
         values = np.asarray(self.session.latent if z is None else z, dtype=float).reshape(-1)
+        if values.shape[0] != self.size:
+            return          # a panel replaced after a model switch, until it is deleted
         for i, row in self.sliders.items():
             v = float(values[i])
             lo, hi = row.slider.minimum(), row.slider.maximum()
@@ -261,6 +264,11 @@ class LatentPanel(QWidget):
     def sync_locks(self) -> None:
         for group in self.groups.values():
             group.sync_lock()
+
+    def set_kl(self, kl: Sequence[float]) -> None:
+        """Show new KL values (the same layout under a reloaded model; the order stays)."""
+        for i, row in self.sliders.items():
+            row.kl.setText(f"{float(kl[i]):.2f}")
 
     def slider(self, index: int) -> QLabeledDoubleSlider:
         """The slider widget of latent dimension `index` (global index into z)."""

@@ -22,6 +22,7 @@ from handlatent.app.atlas_panel import AtlasPanel
 from handlatent.app.bridge import SessionBridge
 from handlatent.app.image_pane import ImagePane
 from handlatent.app.latent_panel import LatentPanel
+from handlatent.app.model_control import ModelControl
 from handlatent.app.skeleton_view import SkeletonView
 from handlatent.app.transfer_panel import ImageDropMixin, TransferPanel
 from handlatent.app.viewpoint_mode import ViewpointMode
@@ -54,6 +55,8 @@ def settings() -> QSettings:
 class MainWindow(ImageDropMixin, QMainWindow):
     """The explorer window for `session` (which the caller owns and closes)."""
 
+    accepts_drop = staticmethod(dialogs.is_image_or_model_path)   # images and .pt files
+
     firstFrameShown = Signal()
 
     def __init__(self, session: Any, parent: QWidget | None = None) -> None:
@@ -83,17 +86,17 @@ class MainWindow(ImageDropMixin, QMainWindow):
         self.latent_panel = LatentPanel(session, self.bridge)
         self.walk_panel = WalkPanel(session.walk, session.stats, self.bridge)
         self.transfer_panel = TransferPanel(session.images, self.bridge)
-        self.latent_dock = self._dock("Latent z", "latent-dock", self.latent_panel,
+        self.latent_dock = self.add_dock("Latent z", "latent-dock", self.latent_panel,
                                       Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.walk_dock = self._dock("Latent walk", "walk-dock", self.walk_panel,
+        self.walk_dock = self.add_dock("Latent walk", "walk-dock", self.walk_panel,
                                     Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.transfer_dock = self._dock("Pose transfer", "transfer-dock", self.transfer_panel,
+        self.transfer_dock = self.add_dock("Pose transfer", "transfer-dock", self.transfer_panel,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tabifyDockWidget(self.walk_dock, self.transfer_dock)
         self.walk_dock.raise_()
         # The atlas decodes (#active dims × columns) images per refresh: closed until asked for.
         self.atlas_panel = AtlasPanel(session, self.bridge)
-        self.atlas_dock = self._dock("Latent atlas", "atlas-dock", self.atlas_panel,
+        self.atlas_dock = self.add_dock("Latent atlas", "atlas-dock", self.atlas_panel,
                                      Qt.DockWidgetArea.RightDockWidgetArea)
         self.atlas_dock.hide()
         self.docks = [self.latent_dock, self.atlas_dock, self.walk_dock, self.transfer_dock]
@@ -108,7 +111,10 @@ class MainWindow(ImageDropMixin, QMainWindow):
             self.statusBar().addPermanentWidget(label)
 
         self.recent_menu = None
+        self.recent_models_menu = None
         self.toolbar = None
+        self.models = ModelControl(self)
+        self.docks.append(self.models.curves_dock)
         self.actions_by_name: dict[str, QAction] = install_actions(self)
         viewpoint_button = QToolButton()
         viewpoint_button.setDefaultAction(self.actions_by_name["viewpoint_mode"])
@@ -117,6 +123,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
         self.bridge.decoded.connect(self.on_decoded)
         self.bridge.historyChanged.connect(self.sync_history)
         self.bridge.imagesChanged.connect(self.sync_images)
+        self.bridge.modelChanged.connect(self.on_model_changed)
         self.bridge.error.connect(lambda m: self.show_message(f"Error: {m}"))
         self.skeleton.modeChanged.connect(self._sync_mode_action)
         self.skeleton.jointGrabbed.connect(self.begin_joint_drag)
@@ -134,7 +141,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
         self.splitter.setSizes([0, 480, 480])
         session.refresh()   # the first frame: decoded on the worker, shown when it arrives
 
-    def _dock(self, title: str, name: str, widget: QWidget,
+    def add_dock(self, title: str, name: str, widget: QWidget,
               area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
@@ -154,6 +161,30 @@ class MainWindow(ImageDropMixin, QMainWindow):
         self.frames_shown += 1
         if self.frames_shown == 1:
             self.firstFrameShown.emit()
+
+    def on_model_changed(self, switch: Any) -> None:
+        """The session runs another model: name it, and rebuild the views made for the old
+        latent layout (a reload of the same layout only updates the KL numbers: cheap)."""
+        s = self.session
+        self.setWindowTitle(f"handlatent — {s.name}")
+        self.model_label.setText(f"Model: {s.name} · {s.image_size} px · d = {s.layout.total}")
+        if switch.same_layout:
+            self.latent_panel.set_kl(s.stats.kl_per_dim)
+        else:
+            show = self.latent_panel.show_inactive.isChecked()
+            old, self.latent_panel = self.latent_panel, LatentPanel(s, self.bridge)
+            self.latent_dock.setWidget(self.latent_panel)
+            old.deleteLater()
+            self.latent_panel.showInactiveChanged.connect(self._sync_inactive_action)
+            self.latent_panel.set_show_inactive(show)
+        if set(self.atlas_panel.grid.labels) != set(s.stats.atlas_dims()):
+            old_atlas, self.atlas_panel = self.atlas_panel, AtlasPanel(s, self.bridge)
+            old_atlas.timer.stop()
+            self.atlas_dock.setWidget(self.atlas_panel)
+            old_atlas.deleteLater()
+        if self.atlas_dock.isVisible():
+            self.atlas_panel.timer.start()
+        self.transfer_panel.run_transfer()
 
     def sync_history(self) -> None:
         self.actions_by_name["undo"].setEnabled(bool(self.session.can_undo))
@@ -394,7 +425,10 @@ class MainWindow(ImageDropMixin, QMainWindow):
     # -- drag & drop ------------------------------------------------------------------------
 
     def image_dropped(self, path: str) -> None:
-        self.open_image(path)
+        if dialogs.is_model_path(path):
+            self.models.open_model(path)
+        else:
+            self.open_image(path)
 
     # -- lifetime ----------------------------------------------------------------------------
 
@@ -406,6 +440,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
         """Stop timers and exports and stop listening to the session (idempotent)."""
         self.walk_panel.timer.stop()
         self.atlas_panel.timer.stop()
+        self.models.shutdown()
         self.viewpoint_mode.set_enabled(False)
         job = self.walk_panel.job
         if job is not None and job.is_running():

@@ -32,6 +32,7 @@ from handlatent.skeleton import BONE_COLORS, BONES, FINGER_COLORS, FINGER_OF_KEY
 BACKGROUND = "#1b1d22"
 GRID_COLOR = (0.55, 0.58, 0.65, 0.35)
 ROOT_COLOR = (0.92, 0.92, 0.92)
+COMPARED_COLOR = (1.0, 0.55, 0.1, 0.95)   # the compared model's skeleton (overlay), orange
 MODES = ("xyz", "cpose")
 MODE_LABELS = {"xyz": "3D pose", "cpose": "Canonical pose"}
 HOME_ANGLES = (0.0, 15.0)   # (azimuth, elevation) of "Reset view": a little from above
@@ -258,6 +259,13 @@ class SkeletonView(QWidget):
                                             parent=self.view.scene)
         self.joints.set_gl_state("translucent", depth_test=True)
         self._colors = joint_colors()
+        self.compared: Any = None        # the compared model's frame, drawn over in one colour
+        self.compared_bones = scene.visuals.Line(
+            pos=np.zeros((2 * len(BONES), 3), np.float32), color=COMPARED_COLOR,
+            connect="segments", width=3.0, method="gl", antialias=True, parent=self.view.scene)
+        self.compared_joints = scene.visuals.Markers(spherical=True, scaling="fixed",
+                                                     parent=self.view.scene)
+        self.compared_bones.visible = self.compared_joints.visible = False
         self._set_visuals(self.positions)
         self.joints.visible = False
         self.bones.visible = False
@@ -313,7 +321,22 @@ class SkeletonView(QWidget):
     def toggle_mode(self) -> None:
         self.set_mode("cpose" if self.mode == "xyz" else "xyz")
 
+    def show_compared(self, frame: Any) -> None:
+        """Draw a compared model's frame over the skeleton in `COMPARED_COLOR` (None: hide)."""
+        self.compared = frame
+        visible = frame is not None
+        if visible:
+            points = to_display(np.asarray(getattr(frame, self.mode), dtype=np.float32))
+            self.compared_joints.set_data(points, size=JOINT_SIZE * 0.8,
+                                          face_color=COMPARED_COLOR, edge_width=0)
+            self.compared_bones.set_data(pos=points[BONES.reshape(-1)])
+        self.compared_bones.visible = self.compared_joints.visible = visible
+        self.compared_bones.update()
+        self.compared_joints.update()
+
     def _refresh(self) -> None:
+        if self.compared is not None:
+            self.show_compared(self.compared)
         if self.frame is None:
             return
         points = np.asarray(getattr(self.frame, self.mode), dtype=np.float32)

@@ -9,7 +9,7 @@ loading goes through `images.load(path, "pose" | "content")`; the result is `ima
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PySide6.QtCore import Signal
@@ -23,27 +23,31 @@ from handlatent.explorer.figures import draw_skeleton
 SKELETON_PX = 192
 
 
-def dropped_image_paths(event: QDragEnterEvent | QDropEvent) -> list[str]:
-    """Local image files carried by a drag (empty if none)."""
+def dropped_image_paths(event: QDragEnterEvent | QDropEvent,
+                        accepts: Callable[[str], bool] = dialogs.is_image_path) -> list[str]:
+    """Local files carried by a drag that `accepts` takes (image files by default)."""
     mime = event.mimeData()
     if not mime.hasUrls():
         return []
     return [u.toLocalFile() for u in mime.urls()
-            if u.isLocalFile() and dialogs.is_image_path(u.toLocalFile())]
+            if u.isLocalFile() and accepts(u.toLocalFile())]
 
 
 class ImageDropMixin:
     """Qt drag-and-drop handlers that accept local image files and pass the first one on.
 
-    Mixed into a QWidget that calls `setAcceptDrops(True)` and implements `image_dropped`.
+    Mixed into a QWidget that calls `setAcceptDrops(True)` and implements `image_dropped`;
+    `accepts_drop` says which files it takes (image files unless overridden).
     """
 
+    accepts_drop = staticmethod(dialogs.is_image_path)
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
-        if dropped_image_paths(event):
+        if dropped_image_paths(event, self.accepts_drop):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
-        paths = dropped_image_paths(event)
+        paths = dropped_image_paths(event, self.accepts_drop)
         if paths:
             event.acceptProposedAction()
             self.image_dropped(paths[0])
@@ -97,7 +101,10 @@ class TransferPanel(QWidget):
         self.result = TransferColumn("Result", False)
         self.result.button.setText("Save result…")
         self.result.button.setEnabled(False)
-        for col in (self.pose, self.content, self.result):
+        self.compared = TransferColumn("Result · compared model", False)
+        self.compared.button.setVisible(False)
+        self.compared.setVisible(False)
+        for col in (self.pose, self.content, self.result, self.compared):
             col.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             row.addWidget(col, 1)
         self.pose.button.clicked.connect(lambda: self.load_dialog("pose"))
@@ -141,6 +148,15 @@ class TransferPanel(QWidget):
         self.result.display(None if result is None else result.image,
                          None if result is None else result.xyz)
         self.result.button.setEnabled(result is not None)
+
+    def show_compared(self, frame: Any, name: str | None = None) -> None:
+        """The compared model's decoding of the result latent (None: none); `name` None hides
+        the column (nothing compared)."""
+        self.compared.setVisible(name is not None)
+        if name is not None:
+            self.compared.image.title.setText(f"Result · {name}")
+        self.compared.display(None if frame is None else frame.image,
+                              None if frame is None else frame.xyz)
 
     def save_dialog(self) -> None:
         path = dialogs.save_path(self, "Save pose transfer", "transfer.png",

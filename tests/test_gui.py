@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("pytestqt")
 torch = pytest.importorskip("torch")
 
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent, QGuiApplication  # noqa: E402
 
 from handlatent.checkpoint import save_checkpoint  # noqa: E402
@@ -47,11 +47,8 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    """Recent files etc. go to a temporary folder, not the user's QSettings."""
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path))
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path))
-    monkeypatch.setenv("HANDLATENT_NO_DIALOGS", "1")
+def _isolated_settings(isolated_qsettings):
+    """Recent files etc. go to a temporary folder, not the user's QSettings (conftest.py)."""
 
 
 @pytest.fixture

@@ -27,11 +27,18 @@ def _run_section(name: str, args: argparse.Namespace) -> object:
         from handlatent.bench.train import bench_train
         return bench_train(steps=args.train_steps, device=args.device)
     from handlatent.app.bench import run_atlas_bench, run_drag_bench, run_gui_bench
+    from handlatent.app.bench_reload import run_reload_bench
     from handlatent.checkpoint import bundled_model
     checkpoint = args.checkpoint or bundled_model()
     rows = run_gui_bench(checkpoint, n=200, rate_hz=60, device=args.device)
     rows.update(run_atlas_bench(checkpoint, device=args.device))
     rows.update(run_drag_bench(checkpoint, device=args.device))
+    compared = run_gui_bench(checkpoint, n=200, rate_hz=60, device=args.device,
+                             compare=args.compare or checkpoint)
+    rows.update({f"compare_{k}": v for k, v in compared.items()
+                 if k in ("compared_with", "fps", "latency_median_ms", "latency_p95_ms",
+                          "max_stall_ms", "meets_targets")})
+    rows.update(run_reload_bench(checkpoint, device=args.device))
     return rows
 
 
@@ -69,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=40, help="steps per training run")
     parser.add_argument("--checkpoint", default=None,
                         help="model for the gui section (default: the bundled model)")
+    parser.add_argument("--compare", default=None, metavar="B.pt",
+                        help="gui: the model compared in the compare run (default: the "
+                             "--checkpoint model again; same latent layout)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     unknown = sorted(set(args.sections) - set(SECTIONS))
