@@ -68,6 +68,8 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
     file_menu.addMenu(w.recent_models_menu)
     file_menu.addAction(act("follow_run", "&Follow run…", w.models.follow_run_dialog,
                             tip="Open a training run's newest checkpoint and reload each new one"))
+    file_menu.addAction(act("stop_follow", "Stop follo&wing", w.models.stop_following,
+                            tip="Keep the model shown; stop reloading the run's checkpoints"))
     file_menu.addSeparator()
     file_menu.addAction(act("load_preset", "&Load preset…", w.load_preset_dialog, "Ctrl+L",
                             "Load a latent from a preset JSON file"))

@@ -10,7 +10,7 @@ every event is relayed by the signal of its camel-cased name ("latent_changed" -
 `latentChanged`), and an event without one fails at construction, not silently. Two relays do
 more than re-emit: "pending" makes the GUI thread apply the results the session's workers handed
 back (`Session.apply_pending`: the session's state changes on this thread only), and decoded
-frames are coalesced: the worker stores the newest frame and posts one queued notification; if
+frames (the session's and the compared model's) are coalesced: the worker stores the newest frame and posts one queued notification; if
 the GUI thread is busy while several frames arrive, it only ever sees the newest one (newest
 wins at both ends of the pipe, the session's request queue and this delivery queue).
 """
@@ -21,6 +21,9 @@ import threading
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, Signal, SignalInstance, Slot
+
+
+FRAME_EVENTS = ("decoded", "compared")   # worker frames: only the newest is delivered
 
 
 def signal_name(event: str) -> str:
@@ -61,14 +64,14 @@ class SessionBridge(QObject):
     # Private: posted from any thread, delivered on the bridge's (GUI) thread (queued), or at
     # once when posted there (the usual case for events raised by a GUI action).
     _relay = Signal(str, object)
-    _frameReady = Signal()
+    _frameReady = Signal(str)
 
     def __init__(self, session: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self._lock = threading.Lock()
-        self._pending_frame = None    # newest Decoded not yet delivered
-        self._posted = False          # a _frameReady is in the event queue
+        self._pending_frames: dict[str, Any] = {}   # signal -> newest frame not yet delivered
+        self._posted: set[str] = set()              # signals with a _frameReady queued
         self.frames_received = 0      # frames the worker produced
         self.frames_delivered = 0     # frames handed to the views (the rest were superseded)
         self._relay.connect(self._deliver, Qt.ConnectionType.AutoConnection)
@@ -87,8 +90,8 @@ class SessionBridge(QObject):
         if not isinstance(getattr(self, name, None), SignalInstance) or name.startswith("_"):
             raise TypeError(f"SessionBridge has no signal for the session's {event!r} event "
                             f"(add a `{name}` Signal)")
-        if event == "decoded":
-            return self._on_decoded
+        if event in FRAME_EVENTS:
+            return lambda frame: self._post_frame(name, frame)
         return lambda *args: self._relay.emit(name, args)
 
     def detach(self) -> None:
@@ -99,14 +102,15 @@ class SessionBridge(QObject):
 
     # -- called from any thread -------------------------------------------------------------
 
-    def _on_decoded(self, frame: Any) -> None:
+    def _post_frame(self, name: str, frame: Any) -> None:
         with self._lock:
-            self._pending_frame = frame
-            self.frames_received += 1
-            if self._posted:
+            self._pending_frames[name] = frame
+            if name == "decoded":
+                self.frames_received += 1
+            if name in self._posted:
                 return
-            self._posted = True
-        self._frameReady.emit()
+            self._posted.add(name)
+        self._frameReady.emit(name)
 
     # -- GUI thread -------------------------------------------------------------------------
 
@@ -114,14 +118,16 @@ class SessionBridge(QObject):
     def _deliver(self, name: str, args: tuple) -> None:
         getattr(self, name).emit(*args)
 
-    @Slot()
-    def _deliver_frame(self) -> None:
+    @Slot(str)
+    def _deliver_frame(self, name: str) -> None:
         with self._lock:
-            frame, self._pending_frame, self._posted = self._pending_frame, None, False
+            frame = self._pending_frames.pop(name, None)
+            self._posted.discard(name)
         if frame is not None:
-            self.frames_delivered += 1
-            self.decoded.emit(frame)
+            if name == "decoded":
+                self.frames_delivered += 1
+            getattr(self, name).emit(frame)
 
     def push_frame(self, frame: Any) -> None:
         """Show a frame produced on the GUI thread (e.g. by `decode_now`) like a worker frame."""
-        self._on_decoded(frame)
+        self._post_frame("decoded", frame)

@@ -82,12 +82,12 @@ class RunWatcher(QObject):
         summary = self.metrics.summary()
         self.status.emit(f"Run {self.run.name}: " + (f"{summary} · " if summary else "") + shown)
 
-    def _switched(self, path: str, _summary: str) -> None:
+    def _switched(self, path: str, summary: str) -> None:
         now = self._pending.pop(path, None)
         if now is not None:
             self.follower.tried(Path(path), now, ok=True)
-            self.message.emit(f"Reloaded {Path(path).name} of {self.run.name} "
-                              f"(latent and loaded images kept)")
+            kept = summary.split(": ", 1)[-1]      # "kept the latent; re-encoded …"
+            self.message.emit(f"Reloaded {Path(path).name} of {self.run.name}: {kept}")
             self._say()
 
     def _failed(self, path: str, text: str) -> None:

@@ -141,9 +141,10 @@ class LatentStats:
                 self._hands = fit_hands(mu, logvar) if self._hands is None else self._hands
 
     def adopt(self, other: LatentStats) -> None:
-        """Take `other`'s layout and statistics (a model switch); the sampling source stays."""
+        """Take `other`'s layout and statistics (a model switch: this part's runner runs the new
+        model now); the sampling source stays."""
         with self._estimating:
-            self.layout, self._runner = other.layout, other._runner
+            self.layout = other.layout
             self._kl, self._hands = other._kl, other._hands
 
     @property
