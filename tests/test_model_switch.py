@@ -186,3 +186,21 @@ def test_metrics_give_step_and_validation_curves(tmp_path):
     assert metrics.summary() == "step 40 · val (step 40) total 2.5, dis 2"
     assert read_metrics(tmp_path / "missing").summary() == ""
     os.remove(tmp_path / "metrics.jsonl")
+
+
+def test_spaced_worker_runs_the_newest_request_at_most_once_per_spacing():
+    """The compared model's worker: jobs start >= spacing_s apart, the newest request wins."""
+    from handlatent.explorer.decoder import NewestWorker
+    starts, done = [], []
+    worker = NewestWorker(lambda request, _id: starts.append((time.monotonic(), request)),
+                          None, done.append, spacing_s=0.1)
+    try:
+        for k in range(12):
+            worker.submit(k, k)
+            time.sleep(0.02)
+        assert worker.wait_idle(5.0)
+    finally:
+        worker.close()
+    times = [t for t, _ in starts]
+    assert min(np.diff(times)) >= 0.099
+    assert starts[-1][1] == 11 and len(starts) < 12 and not done

@@ -18,6 +18,9 @@ from handlatent.explorer.events import Events
 from handlatent.explorer.models import OpenedModel, describe_layout
 from handlatent.explorer.runner import ModelRunner
 
+COMPARE_SPACING_S = 1 / 30   # the compared model decodes at most 30 frames/s: during a slider
+#   drag it leaves the cores to the GUI thread and to model A (it always ends on the newest z)
+
 
 class Comparison:
     """The compared model B of a session (none until `open`).
@@ -65,8 +68,10 @@ class Comparison:
         self.close(emit=False)
         self.runner = ModelRunner(opened.model, opened.model.image_mean.device)
         self.name = opened.name
-        self._worker = (DecodeWorker if self._asynchronous else InlineWorker)(
-            self._decode_one, self._decoded, self._on_error, name="handlatent-compare")
+        self._worker = (DecodeWorker(self._decode_one, self._decoded, self._on_error,
+                                     name="handlatent-compare", spacing_s=COMPARE_SPACING_S)
+                        if self._asynchronous else
+                        InlineWorker(self._decode_one, self._decoded, self._on_error))
         self._host.walk.compared = self.decode
         self.events.emit("compare_changed")
         self._latent_changed(self._host.latent)

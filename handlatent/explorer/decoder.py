@@ -149,12 +149,17 @@ class NewestWorker(InlineWorker[Request, Result]):
     returns None reports nothing (it gave up, e.g. because `superseded` turned True, or it
     delivered its results itself). `submit` never blocks on the job. `what` names the job in
     error messages ("decoding failed: ..."); `on_result` None: the job delivers its results.
+    `spacing_s` > 0 starts jobs at least that far apart (newer requests replace the waiting one
+    meanwhile): a cap on the rate of work that should leave the cores to the GUI thread and the
+    other workers (the compared model's decoding).
     """
 
     def __init__(self, job: Callable[[Request, int], Result | None],
                  on_result: Callable[[Result], None] | None, on_error: Callable[[str], None],
-                 name: str = "handlatent-worker", what: str = "decoding") -> None:
+                 name: str = "handlatent-worker", what: str = "decoding",
+                 spacing_s: float = 0.0) -> None:
         super().__init__(job, on_result, on_error, name=name, what=what)
+        self._spacing_s = spacing_s
         self._cond = threading.Condition()
         self._pending: tuple[Request, int] | None = None
         self._busy = False
@@ -199,15 +204,20 @@ class NewestWorker(InlineWorker[Request, Result]):
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        started = -float("inf")
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._pending is not None or self._closed)
+                rest = started + self._spacing_s - time.monotonic()
+                if rest > 0:        # newer requests replace the pending one meanwhile
+                    self._cond.wait_for(lambda: self._closed, rest)
                 if self._closed:
                     self._cond.notify_all()
                     return
                 request, request_id = self._pending
                 self._pending = None
                 self._busy = True
+            started = time.monotonic()
             try:
                 self._run_job(request, request_id)
             finally:
@@ -222,8 +232,9 @@ class DecodeWorker(NewestWorker[np.ndarray, Decoded]):
 
     def __init__(self, decode: Callable[[np.ndarray, int], Decoded],
                  on_decoded: Callable[[Decoded], None],
-                 on_error: Callable[[str], None], name: str = "handlatent-decoder") -> None:
-        super().__init__(decode, on_decoded, on_error, name=name)
+                 on_error: Callable[[str], None], name: str = "handlatent-decoder",
+                 spacing_s: float = 0.0) -> None:
+        super().__init__(decode, on_decoded, on_error, name=name, spacing_s=spacing_s)
 
     def submit(self, z: np.ndarray, request_id: int) -> None:
         """Ask for `z` to be decoded, replacing any pending request (ignored after `close`)."""
