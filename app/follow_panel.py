@@ -106,7 +106,7 @@ class RunWatcher(QObject):
 
 
 class CurvesPanel(QWidget):
-    """The run's validation losses against the step (log scale), one curve per loss."""
+    """The run's validation losses against the step, one curve per loss."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -115,6 +115,7 @@ class CurvesPanel(QWidget):
         self.label = QLabel("No run followed (File ▸ Follow run…)")
         self.label.setStyleSheet("color: palette(mid);")
         self.plot = pg.PlotWidget(background="#1b1d22")
+        self.log_scale = True
         self.plot.setLogMode(y=True)
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setLabel("bottom", "step")
@@ -126,8 +127,14 @@ class CurvesPanel(QWidget):
         self.curves: dict[str, Any] = {}
 
     def set_metrics(self, metrics: RunMetrics) -> None:
-        """Show `metrics`' validation curves."""
-        for name, (steps, values) in metrics.curves().items():
+        """Show `metrics`' validation curves (log scale unless a loss is <= 0, as the
+        calibrated image likelihood's can be)."""
+        curves = metrics.curves()
+        positive = all(v > 0 for _, values in curves.values() for v in values)
+        if positive != self.log_scale:
+            self.log_scale = positive
+            self.plot.setLogMode(y=positive)
+        for name, (steps, values) in curves.items():
             if name not in self.curves:
                 self.curves[name] = self.plot.plot(
                     [], [], name=name, symbol="o", symbolSize=4,

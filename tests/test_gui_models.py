@@ -128,6 +128,7 @@ def test_follow_a_run_that_gains_checkpoints(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: "step 100" in window.models.run_label.text(), timeout=TIMEOUT_MS)
     assert "total 50" in window.models.run_label.text()
     assert window.models.curves.curves["total"].getOriginalDataset()[1].tolist() == [50.0]
+    assert window.models.curves.log_scale       # positive losses: log scale
     frame_before = window.last_frame.image.copy()
     # the trainer writes the next checkpoint (atomically, as save_checkpoint does)
     time.sleep(0.02)
@@ -231,3 +232,16 @@ def test_reload_and_compare_benchmarks_run(qtbot, tmp_path):
     assert result["reload_max_stall_ms"] > 0 and result["reload_apply_median_ms"] > 0
     compared = run_gui_bench(a, n=20, rate_hz=60, compare=write_model(tmp_path / "b.pt", A, 1))
     assert compared["compared_with"] == "b" and compared["changes_shown"] > 0
+
+
+def test_curves_dock_plots_negative_losses_on_a_linear_scale(qtbot):
+    """The calibrated image likelihood makes validation losses negative: no log scale then."""
+    from handlatent.app.follow_panel import CurvesPanel
+    from handlatent.explorer.follow import RunMetrics
+    panel = CurvesPanel()
+    qtbot.addWidget(panel)
+    panel.set_metrics(RunMetrics(step=900, val=[{"step": 500, "total": -2.18e4, "dis": -1.3e4},
+                                                {"step": 900, "total": -2.5e4, "dis": -1.5e4}]))
+    assert not panel.log_scale
+    assert panel.curves["total"].getOriginalDataset()[1].tolist() == [-2.18e4, -2.5e4]
+    assert "total -2.5e+04" in panel.label.text()
