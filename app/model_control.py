@@ -126,15 +126,18 @@ class ModelControl(QObject):
     # -- recent models ---------------------------------------------------------------------
 
     def recent_models(self) -> list[str]:
+        """The checkpoints opened before, newest first (QSettings: kept across runs)."""
         value = _settings().value(RECENT_MODELS_KEY, [])
         return [str(v) for v in ([value] if isinstance(value, str) else value or [])]
 
     def add_recent(self, path: str) -> None:
+        """Put `path` first in File ▸ Recent models."""
         path = os.path.abspath(path)
         paths = [path] + [p for p in self.recent_models() if p != path]
         _settings().setValue(RECENT_MODELS_KEY, paths[:MAX_RECENT_MODELS])
 
     def rebuild_recent_menu(self) -> None:
+        """Fill File ▸ Recent models as it opens (files that still exist)."""
         menu = self.window.recent_models_menu
         menu.clear()
         paths = [p for p in self.recent_models() if os.path.exists(p)]
@@ -186,6 +189,7 @@ class ModelControl(QObject):
             self.window.show_message(text)
 
     def stop_following(self) -> None:
+        """Stop reloading the followed run's checkpoints; the model shown stays."""
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher.deleteLater()
@@ -211,9 +215,11 @@ class ModelControl(QObject):
                                  f"models' images; the compared skeleton is orange")
 
     def stop_comparing(self) -> None:
+        """Close the compared model."""
         self.window.session.compare.close()
 
     def shutdown(self) -> None:
+        """Stop following and wait for a load in progress (the window closes)."""
         self.stop_following()
         self.loader.wait()
 
