@@ -319,33 +319,27 @@ def open_masks(path, meta: dict) -> np.ndarray | None:
     spec = meta.get("masks")
     if spec is None:
         return None
-    mf = Path(path) / spec["file"]
-    if not mf.is_file():
-        raise FileNotFoundError(f"{mf}: masks file missing")
-    want = (meta["count"], meta["size"], meta["size"])
-    try:
-        masks = np.load(mf, mmap_mode="r", allow_pickle=False)
-    except Exception as e:
-        raise DatasetError(f"{mf}: incomplete or corrupt ({type(e).__name__}: {e})") from None
-    if masks.shape != want or masks.dtype != np.uint8:
-        raise DatasetError(f"{mf}: holds {masks.dtype}{list(masks.shape)}, "
-                           f"expected uint8{list(want)}")
-    return masks
+    return _uint8_map(Path(path) / spec["file"], (meta["count"], meta["size"], meta["size"]),
+                      "masks")
 
 
 def open_images(path, meta: dict | None = None) -> np.ndarray:
     """The read-only memory map of a dataset's images, checked against meta.json."""
     path = Path(path)
     meta = read_meta(path) if meta is None else meta
-    imf = path / meta["images"]["file"]
-    if not imf.is_file():
-        raise FileNotFoundError(f"{imf}: images file missing")
-    want = (meta["count"], meta["size"], meta["size"], 3)
+    return _uint8_map(path / meta["images"]["file"],
+                      (meta["count"], meta["size"], meta["size"], 3), "images")
+
+
+def _uint8_map(file: Path, want: tuple[int, ...], what: str) -> np.ndarray:
+    """The read-only memory map of a uint8 .npy of shape `want`; one-line errors naming it."""
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: {what} file missing")
     try:
-        images = np.load(imf, mmap_mode="r", allow_pickle=False)
+        array = np.load(file, mmap_mode="r", allow_pickle=False)
     except Exception as e:
-        raise DatasetError(f"{imf}: incomplete or corrupt ({type(e).__name__}: {e})") from None
-    if images.shape != want or images.dtype != np.uint8:
-        raise DatasetError(f"{imf}: holds {images.dtype}{list(images.shape)}, "
+        raise DatasetError(f"{file}: incomplete or corrupt ({type(e).__name__}: {e})") from None
+    if array.shape != want or array.dtype != np.uint8:
+        raise DatasetError(f"{file}: holds {array.dtype}{list(array.shape)}, "
                            f"expected uint8{list(want)}")
-    return images
+    return array
