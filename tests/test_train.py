@@ -91,6 +91,18 @@ def test_resume_refuses_another_model(smoke_run, tmp_path):
         train(load_config(SMOKE, ["model.hidden=32"]), out, resume=True)
 
 
+def test_resume_of_a_run_saved_before_the_decoder_options(smoke_run, tmp_path):
+    """A last.pt whose config lacks model fields added since (decoder_upsample, decoder_norm)
+    means their defaults: the run resumes."""
+    out = tmp_path / "run"
+    shutil.copytree(smoke_run, out, ignore=shutil.ignore_patterns("tensorboard"))
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    for key in ("decoder_upsample", "decoder_norm"):
+        del ckpt["extra"]["config"]["model"][key]
+    torch.save(ckpt, out / "last.pt")
+    assert train(load_config(SMOKE, ["run.steps=5"]), out, resume=True)["step"] == 5
+
+
 def test_init_starts_from_a_checkpoints_weights(smoke_run, data_dir, tmp_path):
     """run.init fine-tunes: step 0 of the new run sees the given weights, not a fresh init."""
     init = smoke_run / "best.pt"

@@ -296,7 +296,8 @@ def resume_point(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | 
     if ckpt["extra"].get("format") != CHECKPOINT_FORMAT:
         raise ConfigError("last.pt was not written by handlatent-train (no training state)")
     saved, now = ckpt["extra"]["config"], to_dict(cfg)
-    pairs = [(f"model.{k}", saved["model"].get(k), v) for k, v in now["model"].items()]
+    saved_model = ModelConfig.from_dict(saved["model"]).to_dict()  # older runs: defaults
+    pairs = [(f"model.{k}", saved_model.get(k), v) for k, v in now["model"].items()]
     pairs.append(("data.batch_size", saved["data"]["batch_size"], now["data"]["batch_size"]))
     for key, there, here in pairs:
         if there != here:
