@@ -76,20 +76,21 @@ def _step_terms(decoded: Mapping[str, torch.Tensor], targets: Mapping[str, torch
     `cfg.w_hand` make the minimised image term differ from it, that term is "image_nll".
     """
     vp = "viewpoint_raw" if cfg.viewpoint_target == "raw" else "viewpoint"
-    terms = {name: squared_error(decoded[vp if name == "viewpoint" else name],
-                                 targets[name]).sum() / batch_size
-             for name in RECONSTRUCTIONS}
+    image_error = (decoded["image"].float() - targets["image"].float()).square()
+    terms = {"image": image_error.sum() / batch_size}
+    terms |= {name: squared_error(decoded[vp if name == "viewpoint" else name],
+                                  targets[name]).sum() / batch_size
+              for name in RECONSTRUCTIONS[1:]}
     if cfg.image_likelihood != "sse" or (cfg.w_hand and mask is not None):
-        terms["image_nll"] = _image_nll(decoded["image"], targets["image"], cfg, mask) / batch_size
+        terms["image_nll"] = _image_nll(image_error, cfg, mask) / batch_size
     for name, (mu, logvar) in posterior.items():
         terms[f"kl_{name}"] = gaussian_kl(mu, logvar).sum() / batch_size
     return terms
 
 
-def _image_nll(prediction: torch.Tensor, target: torch.Tensor, cfg: LossConfig,
-               mask: torch.Tensor | None) -> torch.Tensor:
-    """The image term summed over the samples (see LossConfig.image_likelihood, w_hand)."""
-    error = (prediction.float() - target.float()).square()
+def _image_nll(error: torch.Tensor, cfg: LossConfig, mask: torch.Tensor | None) -> torch.Tensor:
+    """The image term summed over the samples, from the per-value squared errors (n, 3, S, S)
+    (see LossConfig.image_likelihood, w_hand)."""
     if cfg.w_hand and mask is not None:
         error = error * (1.0 + cfg.w_hand * mask[:, None].to(error.dtype))
     sse = error.flatten(1).sum(-1)
