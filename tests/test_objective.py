@@ -143,6 +143,34 @@ def test_calibrated_image_likelihood_hand_weight_and_raw_viewpoint(model, poster
     assert torch.allclose(plain["emb/image"], terms["emb/image"], rtol=1e-5)
 
 
+def test_edge_term_compares_edge_strength_and_weighs_the_hand(model, posterior_means):
+    """w_edges: | |dx^| - |dx| | summed over both axes, hand pixels (1 + w_hand) times; an image
+    blurred towards its mean scores worse than itself, and the term adds w_edges times itself."""
+    model.eval()
+    batch = make_batch(2)
+    mask = torch.zeros(2, 64, 64, dtype=torch.bool)
+    mask[:, 16:48, 16:48] = True
+    batch["mask"] = mask
+    cfg = LossConfig(w_edges=2.5, w_hand=3.0)
+    _, terms = dvae_loss(model, batch, cfg)
+    image = batch["image"]
+    with torch.no_grad():
+        decoded = model.decode(model.encode_image(image)[0], batch["is_right"])["image"]
+    expected = 0.0
+    for axis in (-1, -2):
+        edge = (decoded.diff(dim=axis).abs() - image.diff(dim=axis).abs()).abs()
+        weight = 1 + 3.0 * mask.narrow(axis, 1, 63)[:, None].float()
+        expected = expected + (edge * weight).sum() / 2
+    assert torch.allclose(terms["emb/edges"], expected, rtol=1e-5)
+    _, off = dvae_loss(model, batch, LossConfig(w_hand=3.0))
+    assert "emb/edges" not in off
+    assert torch.allclose(terms["emb"] - off["emb"], 2.5 * terms["emb/edges"], rtol=1e-4)
+    from handlatent.model.objective import _edge_difference
+    blurred = image.mean(dim=(-1, -2), keepdim=True).expand_as(image)
+    assert _edge_difference(image, image, cfg, mask) == 0
+    assert _edge_difference(blurred, image, cfg, mask) > 0
+
+
 def test_content_twins_feed_z_u_of_the_disentangling_step_only(model, posterior_means):
     """With content_image in the batch, ELBO_dis decodes z_y from the labels and z_u from the
     labelled samples' twins; ELBO_emb still reads everything from the image itself."""
