@@ -81,7 +81,8 @@ def _step_terms(decoded: Mapping[str, torch.Tensor], targets: Mapping[str, torch
     `cfg.w_hand` make the minimised image term differ from it, that term is "image_nll".
     """
     vp = "viewpoint_raw" if cfg.viewpoint_target == "raw" else "viewpoint"
-    image_error = (decoded["image"].float() - targets["image"].float()).square()
+    image, target = decoded["image"].float(), targets["image"].float()
+    image_error = (image - target).square()
     terms = {"image": image_error.sum() / batch_size}
     terms |= {name: squared_error(decoded[vp if name == "viewpoint" else name],
                                   targets[name]).sum() / batch_size
@@ -89,18 +90,22 @@ def _step_terms(decoded: Mapping[str, torch.Tensor], targets: Mapping[str, torch
     if cfg.image_likelihood != "sse" or (cfg.w_hand and mask is not None):
         terms["image_nll"] = _image_nll(image_error, cfg, mask) / batch_size
     if cfg.w_edges:
-        terms["edges"] = _edge_difference(decoded["image"].float(), targets["image"].float(),
-                                          cfg, mask) / batch_size
+        terms["edges"] = _edge_difference(image, target, cfg, mask) / batch_size
     for name, (mu, logvar) in posterior.items():
         terms[f"kl_{name}"] = gaussian_kl(mu, logvar).sum() / batch_size
     return terms
+
+
+def _hand_weight(mask: torch.Tensor, cfg: LossConfig, dtype: torch.dtype) -> torch.Tensor:
+    """Per-pixel weight (n, 1, H, W) of an image term: 1 + w_hand on the hand's pixels, else 1."""
+    return 1.0 + cfg.w_hand * mask[:, None].to(dtype)
 
 
 def _image_nll(error: torch.Tensor, cfg: LossConfig, mask: torch.Tensor | None) -> torch.Tensor:
     """The image term summed over the samples, from the per-value squared errors (n, 3, S, S)
     (see LossConfig.image_likelihood, w_hand)."""
     if cfg.w_hand and mask is not None:
-        error = error * (1.0 + cfg.w_hand * mask[:, None].to(error.dtype))
+        error = error * _hand_weight(mask, cfg, error.dtype)
     sse = error.flatten(1).sum(-1)
     if cfg.image_likelihood == "sse":
         return sse.sum()
@@ -116,8 +121,8 @@ def _edge_difference(prediction: torch.Tensor, target: torch.Tensor, cfg: LossCo
     for axis in (-1, -2):
         edge = (prediction.diff(dim=axis).abs() - target.diff(dim=axis).abs()).abs()
         if cfg.w_hand and mask is not None:
-            inner = mask.narrow(axis, 1, mask.shape[axis] - 1)[:, None].to(edge.dtype)
-            edge = edge * (1.0 + cfg.w_hand * inner)
+            inner = mask.narrow(axis, 1, mask.shape[axis] - 1)
+            edge = edge * _hand_weight(inner, cfg, edge.dtype)
         total = total + edge.sum()
     return total
 
