@@ -20,6 +20,7 @@ torch = pytest.importorskip("torch")
 
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent, QGuiApplication  # noqa: E402
+from gui_helpers import shown_window  # noqa: E402
 
 from handlatent.checkpoint import save_checkpoint  # noqa: E402
 from handlatent.explorer import LatentGaussian, Session  # noqa: E402
@@ -60,14 +61,8 @@ def session(checkpoint):
 
 @pytest.fixture
 def window(qtbot, session):
-    from handlatent.app.main_window import MainWindow
-    w = MainWindow(session)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    qtbot.waitUntil(lambda: w.frames_shown > 0, timeout=FRAME_TIMEOUT_MS)
-    yield w
-    w.shutdown()
+    with shown_window(qtbot, session, FRAME_TIMEOUT_MS) as w:
+        yield w
 
 
 def _wait_for_latent(qtbot, window, index: int, value: float) -> None:

@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from PySide6.QtGui import QGuiApplication  # noqa: E402
+from gui_helpers import shown_window  # noqa: E402
 
 from handlatent.checkpoint import bundled_model  # noqa: E402
 from handlatent.explorer import Session  # noqa: E402
@@ -34,16 +35,10 @@ def session():
 
 @pytest.fixture
 def window(qtbot, session, monkeypatch):
-    from handlatent.app.main_window import MainWindow
     monkeypatch.setenv("HANDLATENT_NO_DIALOGS", "1")
-    w = MainWindow(session)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    qtbot.waitUntil(lambda: w.frames_shown > 0 and w.skeleton.frame is not None,
-                    timeout=FRAME_TIMEOUT_MS)
-    yield w
-    w.shutdown()
+    with shown_window(qtbot, session, FRAME_TIMEOUT_MS,
+                      ready=lambda w: w.skeleton.frame is not None) as w:
+        yield w
 
 
 def _point(xy: np.ndarray) -> QPoint:

@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
+from gui_helpers import shown_window  # noqa: E402
 
 from handlatent.checkpoint import save_checkpoint  # noqa: E402
 from handlatent.explorer import Session  # noqa: E402
@@ -43,15 +44,9 @@ def _isolated_settings(isolated_qsettings):
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    from handlatent.app.main_window import MainWindow
     session = Session.from_checkpoint(write_model(tmp_path / "a.pt", A, 0), device="cpu")
-    w = MainWindow(session)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    qtbot.waitUntil(lambda: w.frames_shown > 0, timeout=TIMEOUT_MS)
-    yield w
-    w.shutdown()
+    with shown_window(qtbot, session, TIMEOUT_MS) as w:
+        yield w
     session.close()
 
 
