@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from handlatent.model import DVAE, LatentLayout
+from handlatent.model.bone_maps import normalise_uv
 from handlatent.skeleton import compose
 
 
@@ -19,10 +20,11 @@ class OracleModel(torch.nn.Module):
     encode_image finds the input among the dataset's images and puts its index in z[0];
     decode_pose returns compose(GT CPose, GT viewpoint, handedness as passed) in bone units plus,
     per sample and keypoint, `error_m[i, j]` metres (/ GT scale) in a fixed random direction.
-    decode returns the input image beside that pose.
+    decode returns the input image beside that pose and, with `uv_error_px` (per sample and
+    keypoint), a bone-guided decoder's 2-D keypoints: the GT uv that many pixels off.
     """
 
-    def __init__(self, dataset, error_m, seed: int = 0) -> None:
+    def __init__(self, dataset, error_m, seed: int = 0, uv_error_px=None) -> None:
         super().__init__()
         items = [dataset[i] for i in range(len(dataset))]
         self.layout = LatentLayout(z_y1=2, z_y2=2, z_u=1)
@@ -34,6 +36,13 @@ class OracleModel(torch.nn.Module):
         dirs = torch.from_numpy(np.random.default_rng(seed).normal(size=(len(items), 21, 3)))
         error = torch.as_tensor(error_m, dtype=torch.float64)[..., None]
         self.offset = dirs / dirs.norm(dim=-1, keepdim=True) * error / scale
+        self.uv = None
+        if uv_error_px is not None:
+            angle = torch.rand(len(items), 21, generator=torch.Generator().manual_seed(seed))
+            step = torch.stack([angle.mul(6.28).cos(), angle.mul(6.28).sin()], -1)
+            uv = torch.stack([it["uv"] for it in items])
+            off = step * torch.as_tensor(uv_error_px, dtype=torch.float32)[..., None]
+            self.uv = normalise_uv(uv + off, self.config.image_size)
 
     def _index(self, z: torch.Tensor) -> torch.Tensor:
         return z[:, 0].round().long()
@@ -55,4 +64,7 @@ class OracleModel(torch.nn.Module):
         return {"cpose": self.cpose[i], "viewpoint": self.viewpoint[i], "xyz": xyz}
 
     def decode(self, z, is_right=None):
-        return {"image": self.images[self._index(z)], **self.decode_pose(z, is_right)}
+        out = {"image": self.images[self._index(z)], **self.decode_pose(z, is_right)}
+        if self.uv is not None:
+            out["uv"] = self.uv[self._index(z)]
+        return out

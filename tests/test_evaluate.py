@@ -15,7 +15,8 @@ from handlatent.checkpoint import save_checkpoint
 from handlatent.metrics import PCK_THRESHOLDS_M, evaluate_pose
 from handlatent.model import ModelConfig, build_model
 from handlatent.training import evaluate_cli
-from handlatent.training.evaluate import BETA_VAE_FULL, BETA_VAE_QUICK, EvalOptions, evaluate
+from handlatent.training.evaluate import (BETA_VAE_FULL, BETA_VAE_QUICK, EvalOptions, evaluate,
+                                          format_results)
 from handlatent.training.figures import FIGURES
 from oracle_model import OracleModel
 
@@ -267,6 +268,22 @@ def test_known_answer_units_handedness_visibility(synth_data):
     for row in hands.values():
         assert row["epe_mean_mm"] == pytest.approx(30.0, abs=1e-3)
         assert row["viewpoint_error_deg"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_known_answer_2d_keypoints_of_a_guided_decoder(synth_data):
+    """The drawn keypoints' error in pixels: visible keypoints only, as the pose's."""
+    from handlatent.data import open_dataset
+
+    ds = open_dataset(synth_data)
+    visible = torch.stack([ds[i]["visible"] for i in range(len(ds))])
+    oracle = OracleModel(ds, torch.zeros(len(ds), 21),
+                         uv_error_px=torch.where(visible, 2.5, 40.0))
+    r, _ = evaluate(oracle, ds, EvalOptions(batch_size=10, disentanglement=False, progress=False))
+    assert r["keypoints_2d_px"] == pytest.approx(2.5, abs=1e-3)
+    assert "2-D keypoints drawn (px)  2.50 mean" in format_results(r)
+    plain, _ = evaluate(oracle_with_offsets(ds, 0.01, 0.5), ds,
+                        EvalOptions(batch_size=10, disentanglement=False, progress=False))
+    assert "keypoints_2d_px" not in plain  # no guide, no drawn keypoints
 
 
 def test_known_answer_through_the_cli(synth_data, tmp_path, monkeypatch, capsys):

@@ -288,3 +288,52 @@ def test_loss_decreases_when_overfitting_a_tiny_batch(model):
     assert sum(losses[-5:]) / 5 < 0.75 * losses[0], losses
     for name in ("dis/image", "dis/cpose", "dis/viewpoint", "emb/image", "emb/cpose"):
         assert history[-1][name] < history[0][name], name
+
+
+def test_guided_decoder_adds_a_2d_keypoint_term_in_both_steps(posterior_means):
+    """A bone-guided decoder's keypoints are compared with the labels' uv, normalised to [-1, 1]
+    across the image, weighted by w_uv; the keypoint MLP learns from the disentangling step."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(image_size=64, z_y1=5, z_y2=3, z_u=2, hidden=32,
+                                    decoder_channels=16, decoder_guide="bones")).eval()
+    batch = make_batch(3)
+    batch["uv"] = torch.rand(3, 21, 2) * 64
+    _, terms = dvae_loss(model, batch, WEIGHTS)
+    weighted, heavy = dvae_loss(model, batch, LossConfig(**{**WEIGHTS.__dict__, "w_uv": 2.0}))
+    with torch.no_grad():
+        emb_uv = model.decode(model.encode_image(batch["image"])[0])["uv"]
+    target = (2 * batch["uv"] + 1) / 64 - 1
+    assert torch.allclose(heavy["emb/uv"], ((emb_uv - target) ** 2).sum() / 3, rtol=1e-5)
+    assert torch.allclose(weighted - terms["total"], 2 * (heavy["dis/uv"] + heavy["emb/uv"]),
+                          rtol=1e-4)
+    weighted.backward()
+    head = model.image_decoder.keypoints.out.weight.grad
+    assert head is not None and head.abs().sum() > 0
+    _, unguided = dvae_loss(build_model(TINY), make_batch(3), WEIGHTS)
+    assert "dis/uv" not in unguided  # no keypoints decoded, no term (and no uv needed)
+
+
+def test_teacher_forcing_draws_the_labels_bones_and_the_keypoint_mlp_learns_in_both_steps(
+        posterior_means):
+    """uv_teacher: the disentangling step's image follows the labels' uv, not the decoded
+    keypoints; the embedding step leaves every decoder fixed except the keypoint MLP."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(image_size=64, z_y1=5, z_y2=3, z_u=2, hidden=32,
+                                    decoder_channels=16, decoder_guide="bones")).eval()
+    with torch.no_grad():  # the bone maps' weights are not zero at a fresh start; make them count
+        for conv in (*model.image_decoder.blocks, model.image_decoder.to_rgb):
+            conv[0].weight[-5:] *= 20
+    batch = make_batch(3)
+    batch["uv"] = torch.rand(3, 21, 2) * 64
+    cfg = LossConfig(**{**WEIGHTS.__dict__, "w_uv": 1.0})
+    _, own = dvae_loss(model, batch, cfg)
+    _, taught = dvae_loss(model, batch, LossConfig(**{**cfg.__dict__, "uv_teacher": True}))
+    assert not torch.allclose(taught["dis/image"], own["dis/image"])
+    assert torch.equal(taught["emb/image"], own["emb/image"])  # the embedding step draws its own
+    assert torch.equal(taught["dis/uv"], own["dis/uv"])  # the keypoints are still scored
+    model.zero_grad()
+    emb_only = taught["emb"]
+    emb_only.backward()
+    moved = {n.split(".")[1] for n, p in model.named_parameters()
+             if n.startswith("image_decoder.") and p.grad is not None and p.grad.abs().sum() > 0}
+    assert moved == {"keypoints"}

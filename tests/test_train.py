@@ -17,11 +17,12 @@ import pytest
 import torch
 
 import handlatent
-from handlatent.checkpoint import load_checkpoint
+from handlatent.checkpoint import load_checkpoint, load_model
+from handlatent.model import build_model
 from handlatent.training.config import ConfigError, load_config
 from handlatent.training.data import DeterministicBatches
 from handlatent.training.schedule import LRSchedule
-from handlatent.training.train import train
+from handlatent.training.train import initialise, train
 
 SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.yaml"
 
@@ -142,6 +143,28 @@ def test_init_by_shapes_takes_the_matching_tensors_under_a_new_decoder(smoke_run
     assert tuned["image_decoder.to_rgb.0.1.weight"].shape[-1] == 3  # the new 3x3 convolution
     with pytest.raises(ConfigError, match="run.init.*latent layout"):
         train(load_config(SMOKE, sets + ["model.z_u=5"]), tmp_path / "other")
+
+
+def test_init_by_shapes_widens_the_decoder_for_bone_maps_so_it_draws_the_same(smoke_run,
+                                                                             data_dir, capsys):
+    """An unguided model under a bone-guided decoder: the convolutions' new input channels start
+    at zero, so the images are the init's until training weighs the bones."""
+    init = smoke_run / "best.pt"
+    cfg = load_config(SMOKE, [f"data.train={data_dir}", f"run.init={init}",
+                              "run.init_match=shapes", "model.decoder_guide=bones"])
+    model = build_model(cfg.model)
+    initialise(model, cfg, verbose=True)
+    out = capsys.readouterr().out
+    assert "3 tensors given new inputs, at zero: image_decoder.blocks.0.0.weight" in out  # 64 px
+    assert "fresh where they differ: image_decoder" in out  # the keypoint MLP
+    source = load_model(init, device="cpu").eval()
+    z = source.sample_prior(3)
+    with torch.no_grad():
+        assert torch.allclose(model.eval().decode(z)["image"], source.decode(z)["image"],
+                              atol=1e-6)
+    weight = model.image_decoder.to_rgb[0].weight  # ConvTranspose2d: (inputs, outputs, 5, 5)
+    assert weight.shape[0] == source.image_decoder.to_rgb[0].weight.shape[0] + 5
+    assert weight[-5:].abs().max() == 0
 
 
 def test_resume_matches_an_uninterrupted_run(data_dir, tmp_path):

@@ -37,12 +37,13 @@ from handlatent.metrics import (
     viewpoint_error_deg,
 )
 from handlatent.metrics.samples import THUMBNAIL_PX, frechet_distance, thumbnails
+from handlatent.model.bone_maps import pixel_uv
 from handlatent.rotations import geodesic_angle
 from handlatent.skeleton import compose
 
 # The dataset keys the evaluator reads; absent optional keys get the defaults of `collate_items`.
 _KEYS = ("image", "xyz", "scale", "visible", "is_right", "labelled", "cpose", "viewpoint",
-         "mask")
+         "mask", "uv")
 RECON_GRID_ROWS = 8  # samples kept for the reconstruction grid of --plots
 TABLE4_SOURCES = ("z_y1~q(x)", "z_y1~q(y1)", "z_y2~q(x)", "z_y2~q(y2)", "z_cross~q(x)", "noise")
 # β-VAE sizes (pairs per point L, training points, held-out points). The score renders and
@@ -95,7 +96,7 @@ def _as_tensor(value: Any) -> torch.Tensor:
 
 def collate_items(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack the keys the evaluator needs; `visible` defaults to all, `labelled` to True; `mask`
-    (the hand's pixels) is None unless every item has one."""
+    (the hand's pixels) and `uv` are None unless every item has one."""
     n = len(items)
     out: dict[str, torch.Tensor] = {}
     for key in _KEYS:
@@ -168,6 +169,9 @@ class Collected:
     mu_y1_labels: np.ndarray  # (M, d_y1) label posterior means q(z_y1 | CPose)
     mu_y2_labels: np.ndarray  # (M, d_y2) q(z_y2 | viewpoint)
     grid: dict[str, np.ndarray]  # "input", "reconstruction", "from_labels": uint8 (K, S, S, 3)
+    # A bone-guided decoder's 2-D keypoints (pixels) and the labels' uv, visible keypoints only;
+    # None for a decoder without a guide.
+    keypoint_error_px: np.ndarray | None = None  # (V,) distances
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -185,6 +189,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
     pred_xyz, pred_R, pred_c, gt_rel, gt_s, gt_c, gt_R, vis, m1, m2, right = (
         [] for _ in range(11))
     sq_error, values, quality = 0.0, 0, ImageQuality()
+    keypoint_errors: list[torch.Tensor] = []
     grid: dict[str, list[np.ndarray]] = {"input": [], "reconstruction": [], "from_labels": []}
     bar = tqdm(total=count, desc="evaluating", unit="img", disable=not progress or None,
                leave=False)
@@ -223,6 +228,10 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
                 vis.append(batch["visible"][rows])
                 right.append(batch["is_right"][rows].bool() if batch["is_right"] is not None
                              else torch.zeros(len(rows), dtype=torch.bool))
+                if "uv" in decoded and batch["uv"] is not None:
+                    uv = pixel_uv(decoded["uv"][rows_d].float().cpu(), image.shape[-1])
+                    seen = batch["visible"][rows]
+                    keypoint_errors.append((uv - batch["uv"][rows].float()).norm(dim=-1)[seen])
                 m1.append(from_labels["z_y1"].float().cpu())
                 m2.append(from_labels["z_y2"].float().cpu())
                 keep = max(0, RECON_GRID_ROWS - len(grid["input"]))
@@ -250,6 +259,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
         is_right=cat(right, (), bool),
         mu_y1_labels=cat(m1, (layout.z_y1,)), mu_y2_labels=cat(m2, (layout.z_y2,)),
         grid={k: np.stack(v) if v else np.zeros((0, s, s, 3), np.uint8) for k, v in grid.items()},
+        keypoint_error_px=torch.cat(keypoint_errors).numpy() if keypoint_errors else None,
     )
 
 
@@ -501,6 +511,8 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
                                              "error_split", "visible_fraction")})
     if "note" in pose:
         results["pose_note"] = pose["note"]
+    if c.keypoint_error_px is not None and len(c.keypoint_error_px):
+        results["keypoints_2d_px"] = float(c.keypoint_error_px.mean())
     results["image_mse"] = c.image_sq_error / c.image_values
     results.update({k: v for k, v in c.image_quality.items() if k != "note"})
     if "note" in c.image_quality:
@@ -548,6 +560,9 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
         "hand_psnr_db": "the same over the hand's pixels only (the dataset's masks) (dB)",
         "sharpness": "mean gradient magnitude of decode(mu) over that of the input, inside the "
                      "hand (below 1: blurred; above 1: grain)",
+        "keypoints_2d_px": "a bone-guided decoder's 2-D keypoints (those it draws along) from "
+                           "the posterior mean against the labels' uv, mean distance over "
+                           "visible keypoints (pixels)",
         "kl": "KL(q(z|x) || N(0, I)) of the image posterior, mean over samples (nats)",
         "samples": "Fréchet distance of 8 px thumbnails of decoded random samples to the "
                    "reconstructions of the evaluated images (fd_floor: two halves of those)",
@@ -586,6 +601,8 @@ def format_results(results: Mapping[str, Any]) -> str:
     if pck:
         pts = [(t, v) for t, v in zip(pck["thresholds_mm"], pck["values"])][::3]
         lines.append("  PCK  " + "  ".join(f"{t:.0f}mm:{v:.3f}" for t, v in pts))
+    if results.get("keypoints_2d_px") is not None:
+        lines.append(f"  {'2-D keypoints drawn (px)':<26}{results['keypoints_2d_px']:.2f} mean")
     if results.get("pose_note"):
         lines.append(f"  ({results['pose_note']})")
     lines.append("")

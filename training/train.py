@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -315,11 +316,41 @@ def initialise(model: DVAE, cfg: TrainConfig, verbose: bool) -> None:
         source = init_weights(cfg.run.init, cfg.model, cfg.run.init_match).state_dict()
         own = model.state_dict()
         taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-        model.load_state_dict(taken, strict=cfg.run.init_match == "exact")
-        fresh = sorted({k.split(".")[0] for k in own if k not in taken})
+        grown = {k: w for k, v in source.items() if k in own and k not in taken
+                 and (w := widened(v, own[k], input_axis(model, k))) is not None}
+        model.load_state_dict(taken | grown, strict=cfg.run.init_match == "exact")
+        fresh = sorted({k.split(".")[0] for k in own if k not in taken and k not in grown})
+        if verbose and grown:
+            say(f"run.init: {len(grown)} tensors given new inputs, at zero: {', '.join(grown)}")
         if verbose and fresh:
             say(f"run.init: {len(taken)} of {len(own)} tensors from {cfg.run.init}; fresh "
                 f"where they differ: {', '.join(fresh)}")
+
+
+def input_axis(model: nn.Module, name: str) -> int | None:
+    """The axis of parameter `name` that runs over its layer's inputs (convolutions, linear
+    layers' weights), else None."""
+    module_name, _, leaf = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    if leaf != "weight":
+        return None
+    if isinstance(module, nn.ConvTranspose2d):
+        return 0
+    return 1 if isinstance(module, (nn.Conv2d, nn.Linear)) else None
+
+
+def widened(old: torch.Tensor, new: torch.Tensor, axis: int | None) -> torch.Tensor | None:
+    """`old` in the leading slice of a zero tensor shaped like `new`, when the two differ only
+    in the input `axis`, longer in `new` (a layer given new inputs, e.g. the bone maps of a
+    guided decoder: at zero they change nothing, and they learn, as their inputs are not zero);
+    else None."""
+    differ = [i for i, (a, b) in enumerate(zip(old.shape, new.shape)) if a != b]
+    if axis is None or old.dim() != new.dim() or differ != [axis] \
+            or old.shape[axis] > new.shape[axis]:
+        return None
+    out = torch.zeros_like(new)
+    out.narrow(axis, 0, old.shape[axis]).copy_(old)
+    return out
 
 
 def init_weights(path: str, config: ModelConfig, match: str = "exact"):

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from handlatent.model.image_decoder import NORMS, UPSAMPLERS, DCGANDecoder
+from handlatent.model.image_decoder import GUIDES, NORMS, UPSAMPLERS, DCGANDecoder
 from handlatent.model.layout import LatentLayout
 from handlatent.model.mlp import MLP
 from handlatent.model.resnet import resnet18
@@ -27,9 +27,10 @@ class ModelConfig:
     """Everything that determines the dVAE's architecture (stored in checkpoints).
 
     `decoder_channels` is the channel count after the image decoder's FC reshape (Table 1: 128);
-    `hidden` the width of the pose MLPs (Table 2: 512); `decoder_upsample` and `decoder_norm`
-    the image decoder's doubling stage and normalisation (image_decoder.py; the paper's are
-    tconv5 and batch, the defaults, which checkpoints written before these fields also mean).
+    `hidden` the width of the pose MLPs (Table 2: 512); `decoder_upsample`, `decoder_norm` and
+    `decoder_guide` the image decoder's doubling stage, normalisation and bone-map guide
+    (image_decoder.py; the paper's are tconv5, batch and none, the defaults, which checkpoints
+    written before these fields also mean).
     """
 
     image_size: int = 128
@@ -40,9 +41,11 @@ class ModelConfig:
     decoder_channels: int = 128
     decoder_upsample: str = "tconv5"
     decoder_norm: str = "batch"
+    decoder_guide: str = "none"
 
     def __post_init__(self) -> None:
-        choices = {"decoder_upsample": UPSAMPLERS, "decoder_norm": NORMS}
+        choices = {"decoder_upsample": UPSAMPLERS, "decoder_norm": NORMS,
+                   "decoder_guide": GUIDES}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in choices:
@@ -92,7 +95,8 @@ class DVAE(nn.Module):
         self.cpose_encoder = MLP(NUM_KEYPOINTS * 3, 2 * config.z_y1, h, depth=2)
         self.viewpoint_encoder = MLP(9, 2 * config.z_y2, h, depth=2)
         self.image_decoder = DCGANDecoder(d, config.image_size, config.decoder_channels,
-                                          config.decoder_upsample, config.decoder_norm)
+                                          config.decoder_upsample, config.decoder_norm,
+                                          config.decoder_guide, h)
         self.cpose_decoder = MLP(config.z_y1, NUM_KEYPOINTS * 3, h, depth=1)
         self.viewpoint_decoder = MLP(config.z_y2, 9, h, depth=1)
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
@@ -140,13 +144,17 @@ class DVAE(nn.Module):
         return {"cpose": cpose, "viewpoint": viewpoint, "viewpoint_raw": raw,
                 "xyz": compose(cpose, viewpoint, is_right=is_right)}
 
-    def decode(self, z: torch.Tensor, is_right: Handedness = None) -> dict[str, torch.Tensor]:
-        """Image (B, 3, S, S) in [-1, 1] from the whole z, plus everything `decode_pose` gives."""
-        return {"image": self.image_decoder(z), **self.decode_pose(z, is_right)}
+    def decode(self, z: torch.Tensor, is_right: Handedness = None,
+               guide: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Image (B, 3, S, S) in [-1, 1] from the whole z, plus everything `decode_pose` gives
+        and, with a bone-guided image decoder, "uv": the normalised 2-D keypoints it decodes
+        (and draws along, unless `guide` gives the keypoints to draw along instead)."""
+        return {**self.image_decoder.draw(z, guide), **self.decode_pose(z, is_right)}
 
-    def forward(self, z: torch.Tensor, is_right: Handedness = None) -> dict[str, torch.Tensor]:
+    def forward(self, z: torch.Tensor, is_right: Handedness = None,
+                guide: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """`decode`, so that hooks and `torch.func.functional_call` see the generative pass."""
-        return self.decode(z, is_right)
+        return self.decode(z, is_right, guide)
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """`n` latents (n, d) from the prior N(0, I), on the model's device."""

@@ -1,7 +1,8 @@
 """DCGAN image decoder of the supplement's Table 1, for 64, 128 or 256 px outputs.
 
-Two choices beside the paper's (docs/model.md, "Image decoder"): how a stage doubles the size
-(`upsample`) and which normalisation follows it (`norm`).
+Three choices beside the paper's (docs/model.md, "Image decoder"): how a stage doubles the size
+(`upsample`), which normalisation follows it (`norm`), and whether it draws along bone maps
+(`guide`).
 
 - tconv5:   the paper's 5x5 transposed convolution, stride 2. Its kernel overlaps unevenly
             (5 taps over a stride of 2), which draws a checkerboard (Odena et al. 2016).
@@ -11,6 +12,12 @@ Two choices beside the paper's (docs/model.md, "Image decoder"): how a stage dou
 - batch:    BatchNorm (the paper); its running statistics mix every pass that trains it.
 - group:    GroupNorm (8 groups or fewer): no running statistics, the same at training and at
             decode time, whichever pass (ELBO_dis or ELBO_emb) the batch came from.
+
+- none:     the paper: the image from z alone.
+- bones:    an MLP decodes the 21 keypoints' 2-D positions from z (trained against the labels'
+            uv, loss.w_uv), and every stage's input gets the fingers' bones drawn at its size
+            (bone_maps.finger_maps) as 5 more channels: the convolutions paint the hand where
+            its bones lie instead of recalling a mean hand from z.
 """
 
 from __future__ import annotations
@@ -18,9 +25,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from handlatent.model.bone_maps import NUM_FINGERS, finger_maps
+from handlatent.model.mlp import MLP
+from handlatent.skeleton import NUM_KEYPOINTS
+
 START_SIZE = 8  # Table 1 reshapes the FC output to 8 x 8 x channels
 UPSAMPLERS = ("tconv5", "tconv4", "nearest")
 NORMS = ("batch", "group")
+GUIDES = ("none", "bones")
 
 
 def _tconv(in_channels: int, out_channels: int, bias: bool) -> nn.ConvTranspose2d:
@@ -53,15 +65,17 @@ class DCGANDecoder(nn.Module):
     """z -> image in [-1, 1]: FC, reshape, BN, then transposed convs doubling up to `image_size`.
 
     Channels halve at each stage from `channels` (Table 1: 128 -> 64, 32, 16, 8 -> 3 at 256 px);
-    64 px uses 3 stages, 128 px 4, 256 px 5.
+    64 px uses 3 stages, 128 px 4, 256 px 5. With guide "bones", `keypoints` (an MLP of width
+    `hidden`) gives the normalised 2-D keypoints whose bone maps join every stage's input.
     """
 
     def __init__(self, latent_size: int, image_size: int, channels: int = 128,
-                 upsample: str = "tconv5", norm: str = "batch") -> None:
+                 upsample: str = "tconv5", norm: str = "batch", guide: str = "none",
+                 hidden: int = 512) -> None:
         super().__init__()
-        if upsample not in UPSAMPLERS or norm not in NORMS:
-            raise ValueError(f"upsample must be one of {UPSAMPLERS} and norm one of {NORMS}, "
-                             f"got {upsample!r}, {norm!r}")
+        if upsample not in UPSAMPLERS or norm not in NORMS or guide not in GUIDES:
+            raise ValueError(f"upsample must be one of {UPSAMPLERS}, norm one of {NORMS} and "
+                             f"guide one of {GUIDES}, got {upsample!r}, {norm!r}, {guide!r}")
         stages = (image_size // START_SIZE).bit_length() - 1
         if image_size < 2 * START_SIZE or START_SIZE << stages != image_size:
             raise ValueError(f"image_size must be {START_SIZE} times a power of 2 (>= 16), "
@@ -69,15 +83,42 @@ class DCGANDecoder(nn.Module):
         if channels >> (stages - 1) < 1:
             raise ValueError(f"channels={channels} cannot halve {stages - 1} times")
         self.channels = channels
+        guided = NUM_FINGERS if guide == "bones" else 0
+        self.keypoints = MLP(latent_size, NUM_KEYPOINTS * 2, hidden, depth=1) if guided else None
         self.fc = nn.Linear(latent_size, channels * START_SIZE * START_SIZE)
         self.bn = _norm(norm, channels)
         self.blocks = nn.Sequential(*[
-            nn.Sequential(_doubling(upsample, channels >> i, channels >> (i + 1), bias=False),
+            nn.Sequential(_doubling(upsample, (channels >> i) + guided, channels >> (i + 1),
+                                    bias=False),
                           _norm(norm, channels >> (i + 1)), nn.ReLU(inplace=True))
             for i in range(stages - 1)])
-        self.to_rgb = nn.Sequential(_doubling(upsample, channels >> (stages - 1), 3, bias=True),
-                                    nn.Tanh())
+        self.to_rgb = nn.Sequential(
+            _doubling(upsample, (channels >> (stages - 1)) + guided, 3, bias=True), nn.Tanh())
+
+    def draw(self, z: torch.Tensor, guide: torch.Tensor | None = None
+             ) -> dict[str, torch.Tensor]:
+        """"image" (B, 3, S, S) in [-1, 1] and, when guided, "uv" (B, 21, 2): the normalised
+        keypoints (bone_maps.py) it decodes from z. It draws along them, or along `guide`
+        (B, 21, 2) where given: the labels' keypoints in training (teacher forcing)."""
+        x = self.bn(self.fc(z).view(-1, self.channels, START_SIZE, START_SIZE))
+        if self.keypoints is None:
+            return {"image": self.to_rgb(self.blocks(x))}
+        uv = self.keypoints(z).view(-1, NUM_KEYPOINTS, 2)
+        stages = (*self.blocks, self.to_rgb)
+        sizes = [START_SIZE << i for i in range(len(stages))]
+        for stage, maps in zip(stages, finger_maps(uv if guide is None else guide, sizes)):
+            maps = maps.to(x.dtype).contiguous(memory_format=_memory_format(x))
+            x = stage(torch.cat([x, maps], 1))
+        return {"image": x, "uv": uv}
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.fc(z).view(-1, self.channels, START_SIZE, START_SIZE)
-        return self.to_rgb(self.blocks(self.bn(x)))
+        """The image alone (see `draw`)."""
+        return self.draw(z)["image"]
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last where `x` is stored so (the trainer's run.channels_last), else contiguous."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+            and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format

@@ -14,10 +14,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from handlatent.model.bone_maps import normalise_uv
 from handlatent.model.dvae import DVAE
 from handlatent.skeleton import compose
 
-RECONSTRUCTIONS = ("image", "cpose", "viewpoint", "xyz")
+# "uv" only where the image decoder is bone-guided (it decodes the 2-D keypoints it draws along).
+RECONSTRUCTIONS = ("image", "cpose", "viewpoint", "xyz", "uv")
+KEYPOINT_HEAD = "image_decoder.keypoints."  # the guided decoder's 2-D keypoint MLP
 SIGMA_FLOOR = 1e-3  # smallest sigma (in [-1, 1] units) the calibrated image likelihood assumes
 
 
@@ -36,6 +39,13 @@ class LossConfig:
     w_cpose: float = 1.0
     w_viewpoint: float = 1.0
     w_xyz: float = 0.0
+    # The bone-guided image decoder's 2-D keypoints against the labels' uv, both normalised to
+    # [-1, 1] across the image (model.decoder_guide "bones"; unused by other decoders).
+    w_uv: float = 0.0
+    # Teacher forcing of the bone-guided decoder: the disentangling step draws along the labels'
+    # uv instead of the keypoints it decodes (which cannot know the crop's jitter or the hand's
+    # side there: z_u comes from the twin), so its convolutions learn to paint along true bones.
+    uv_teacher: bool = False
     # sse:   the image term is the sum of squared errors (a Gaussian of fixed sigma = 1/sqrt(2)
     #        per value in [-1, 1], times w_image).
     # sigma: a calibrated Gaussian (sigma-VAE, Rybkin et al. 2021): sigma^2 is the batch's own
@@ -75,7 +85,8 @@ def _step_terms(decoded: Mapping[str, torch.Tensor], targets: Mapping[str, torch
                 cfg: LossConfig, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """Reconstruction and KL terms of one step, summed over its samples and divided by B.
 
-    `decoded` and `targets` map each of RECONSTRUCTIONS to tensors over the same samples;
+    `decoded` and `targets` map each of RECONSTRUCTIONS (uv where decoded) to tensors over the
+    same samples;
     `mask` (n, S, S) marks the hand's pixels of those samples' images. "image" is always the
     plain sum of squared errors (comparable across recipes); where `cfg.image_likelihood` or
     `cfg.w_hand` make the minimised image term differ from it, that term is "image_nll".
@@ -86,7 +97,7 @@ def _step_terms(decoded: Mapping[str, torch.Tensor], targets: Mapping[str, torch
     terms = {"image": image_error.sum() / batch_size}
     terms |= {name: squared_error(decoded[vp if name == "viewpoint" else name],
                                   targets[name]).sum() / batch_size
-              for name in RECONSTRUCTIONS[1:]}
+              for name in RECONSTRUCTIONS[1:] if name in decoded}
     if cfg.image_likelihood != "sse" or (cfg.w_hand and mask is not None):
         terms["image_nll"] = _image_nll(image_error, cfg, mask) / batch_size
     if cfg.w_edges:
@@ -129,11 +140,12 @@ def _edge_difference(prediction: torch.Tensor, target: torch.Tensor, cfg: LossCo
 
 def _weighted(terms: Mapping[str, torch.Tensor], cfg: LossConfig) -> torch.Tensor:
     """The step's negated ELBO: weighted reconstructions plus beta times the KLs."""
-    weights = {"cpose": cfg.w_cpose, "viewpoint": cfg.w_viewpoint, "xyz": cfg.w_xyz}
+    weights = {"cpose": cfg.w_cpose, "viewpoint": cfg.w_viewpoint, "xyz": cfg.w_xyz,
+               "uv": cfg.w_uv}
     image = terms.get("image_nll", terms["image"])
     beta_z_u = cfg.beta if cfg.beta_z_u is None else cfg.beta_z_u
     return (cfg.w_image * image + cfg.w_edges * terms.get("edges", 0.0)
-            + sum(weights[name] * terms[name] for name in RECONSTRUCTIONS[1:])
+            + sum(weights[name] * terms[name] for name in RECONSTRUCTIONS[1:] if name in terms)
             + cfg.beta * sum(v for k, v in terms.items() if k.startswith("kl_z_y"))
             + beta_z_u * terms.get("kl_z_u", 0.0))
 
@@ -144,7 +156,8 @@ def dvae_loss(model: DVAE, batch: Mapping[str, torch.Tensor], cfg: LossConfig
 
     Disentangling step (labelled samples only): z_y1, z_y2 from the label encoders, z_u from the
     image encoder (gradients flow into it); every network learns. Embedding step: z from the
-    image encoder alone, decoders fixed (their parameters get no gradient, the encoder does).
+    image encoder alone, decoders fixed (their parameters get no gradient, the encoder does;
+    a bone-guided decoder's keypoint MLP learns in both steps).
     Samples with `labelled` False contribute only the embedding step's image and KL terms.
     With `content_image` in the batch (content twins, handlatent.synth.twins), the disentangling
     step reads z_u from the twin instead: the image's background and skin in another hand's
@@ -164,6 +177,8 @@ def dvae_loss(model: DVAE, batch: Mapping[str, torch.Tensor], cfg: LossConfig
     cpose, viewpoint = batch["cpose"][labelled], batch["viewpoint"][labelled]
     targets = {"image": image, "cpose": cpose, "viewpoint": viewpoint,
                "xyz": compose(cpose, viewpoint, is_right=on_labelled(is_right))}
+    if model.image_decoder.keypoints is not None:
+        targets["uv"] = normalise_uv(batch["uv"][labelled], image.shape[-1])
 
     twin = batch.get("content_image")
     if twin is None:
@@ -185,11 +200,15 @@ def dvae_loss(model: DVAE, batch: Mapping[str, torch.Tensor], cfg: LossConfig
                          "z_y2": sample_posterior(mu_y2, logvar_y2),
                          "z_u": content[2][..., u]})
     mask = batch.get("mask")
-    dis = _step_terms(model.decode(z_dis, on_labelled(is_right)),
+    guide = targets.get("uv") if cfg.uv_teacher else None
+    dis = _step_terms(model.decode(z_dis, on_labelled(is_right), guide),
                       {**targets, "image": image[labelled]}, dis_posterior, batch_size, cfg,
                       on_labelled(mask))
 
-    fixed = {name: p.detach() for name, p in model.named_parameters()}
+    # The decoders are fixed here, except a guided decoder's keypoint MLP: it learns from the
+    # image's z too, which holds what the labels' latents lack (the crop's jitter, the side).
+    fixed = {name: p if name.startswith(KEYPOINT_HEAD) else p.detach()
+             for name, p in model.named_parameters()}
     decoded = functional_call(model, fixed, (z_x,), {"is_right": is_right})
     emb = _step_terms({name: on_labelled(decoded[name]) for name in decoded if name != "image"}
                       | {"image": decoded["image"]}, targets, x_posterior, batch_size, cfg, mask)
