@@ -31,7 +31,8 @@ def test_summarize_ms_orders_statistics() -> None:
 
 def test_model_and_synth_sections_report_positive_rates() -> None:
     rows = bench_model(sizes=(64,), repeats=3)
-    assert [r["decoder"] for r in rows] == ["tconv5+batch", "nearest+group"]
+    assert [r["decoder"] for r in rows] == ["tconv5+batch", "nearest+group",
+                                            "tconv5+batch+bones"]
     for row in rows:
         assert row["size"] == 64 and 0 < row["decode"]["median_ms"] < 5_000
         assert 0 < row["encode"]["min_ms"] <= row["encode"]["median_ms"]

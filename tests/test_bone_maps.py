@@ -75,3 +75,14 @@ def test_guided_decoder_draws_along_the_keypoints_it_decodes():
                                                decoder_channels=16)).eval().decode(z)
     with pytest.raises(ValueError, match="decoder_guide must be one of"):
         ModelConfig(decoder_guide="heatmaps")
+
+
+def test_maps_drawn_under_inference_mode_leave_training_able_to_backpropagate():
+    """The pixel grid is cached; one first built under inference_mode (the GUI, the evaluator)
+    must not poison a later training step."""
+    uv = torch.rand(1, 21, 2) * 1.6 - 0.8
+    with torch.inference_mode():
+        finger_maps(uv, [8, 24])
+    uv.requires_grad_(True)
+    finger_maps(uv, [8, 24])[1].sum().backward()
+    assert uv.grad is not None and uv.grad.abs().sum() > 0

@@ -49,7 +49,7 @@ def _table(name: str, rows: object) -> str:
                          for r in rows)
     if name == "model":
         return "\n".join(
-            f"  model {r['size']:>3} px, {r['decoder']:<13}: decode median {r['decode']['median_ms']:6.2f} ms "
+            f"  model {r['size']:>3} px, {r['decoder']:<19}: decode median {r['decode']['median_ms']:6.2f} ms "
             f"(p95 {r['decode']['p95_ms']:6.2f}), encode median {r['encode']['median_ms']:6.2f} ms"
             for r in rows)
     if name == "train":

@@ -1,6 +1,7 @@
 """Batch-1 latency of the dVAE's decode (image + pose) and image encode at 64/128/256 px, for the
-paper's image decoder (5x5 transposed convolutions, BatchNorm) and the bundled model's
-(nearest-neighbour upsampling + 3x3 convolutions, GroupNorm)."""
+paper's image decoder (5x5 transposed convolutions, BatchNorm), the recipe ablation's
+(nearest-neighbour upsampling + 3x3 convolutions, GroupNorm) and the paper's guided by bone
+maps (model.decoder_guide: bones)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from handlatent.bench.timing import summarize_ms, time_calls
 from handlatent.model import ModelConfig, build_model
 
 
-DECODERS = (("tconv5", "batch"), ("nearest", "group"))  # (upsample, norm): paper, bundled
+# (upsample, norm, guide): the paper's, the ablation's, the paper's with bone maps
+DECODERS = (("tconv5", "batch", "none"), ("nearest", "group", "none"),
+            ("tconv5", "batch", "bones"))
 
 
 def bench_model(sizes: tuple[int, ...] = (64, 128, 256), repeats: int = 200,
-                device: str = "cpu", decoders: tuple[tuple[str, str], ...] = DECODERS
+                device: str = "cpu", decoders: tuple[tuple[str, str, str], ...] = DECODERS
                 ) -> list[dict[str, object]]:
     """One row per image size and decoder: decode and encode latency of a fresh model."""
     rows = []
-    for size, (upsample, norm) in ((s, d) for s in sizes for d in decoders):
-        config = ModelConfig(image_size=size, decoder_upsample=upsample, decoder_norm=norm)
+    for size, (upsample, norm, guide) in ((s, d) for s in sizes for d in decoders):
+        config = ModelConfig(image_size=size, decoder_upsample=upsample, decoder_norm=norm,
+                             decoder_guide=guide)
         model = build_model(config).to(device).eval()
         z = torch.randn(1, model.layout.total, device=device)
         image = torch.rand(1, 3, size, size, device=device) * 2 - 1
@@ -35,7 +39,8 @@ def bench_model(sizes: tuple[int, ...] = (64, 128, 256), repeats: int = 200,
                 torch.cuda.synchronize()
 
         with torch.inference_mode():
-            rows.append({"size": size, "decoder": f"{upsample}+{norm}",
+            name = f"{upsample}+{norm}" + ("" if guide == "none" else f"+{guide}")
+            rows.append({"size": size, "decoder": name,
                          "decode": summarize_ms(time_calls(decode, repeats=repeats)),
                          "encode": summarize_ms(time_calls(encode, repeats=max(20, repeats // 4)))})
     return rows

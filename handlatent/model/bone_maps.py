@@ -33,6 +33,7 @@ def pixel_uv(uv: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @lru_cache(maxsize=16)
+@torch.inference_mode(False)  # cached: normal tensors, which training may save for backward
 def _pixel_centres(sizes: tuple[int, ...], device: torch.device
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """x, y and -1 / (2 sigma^2) of every pixel centre of every size, one flat axis for all."""
