@@ -115,7 +115,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> DVAE:
-    """The dVAE stored at `path`, in eval mode on `device` ("auto": CUDA if available, else CPU).
+    """The dVAE stored at `path`, ready for inference on `device` (`for_inference`; "auto": CUDA
+    if available, else CPU).
 
     Half-precision weights are upcast to float32.
     """
@@ -137,7 +138,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> 
                               f"({problem})") from error
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).eval()
+    return for_inference(model, device)
+
+
+def for_inference(model: DVAE, device: str | torch.device) -> DVAE:
+    """`model` in eval mode on `device`, its weights channels_last on a CPU, where oneDNN's
+    convolutions run 10-30 % faster so (docs/model.md, "Decode cost")."""
+    model = model.to(device).eval()
+    if torch.device(device).type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def bundled_model() -> Path:

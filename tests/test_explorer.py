@@ -543,7 +543,10 @@ def test_export_walk(walk_session, tmp_path, suffix):
         with Image.open(out) as im:
             assert im.size == (6 * 2 * S, S)
         strip = np.asarray(Image.open(out).convert("RGB"))
-        np.testing.assert_array_equal(strip[:, :S], s.decode_now(s.walk.frames(6)[0]).image)
+        # the export decodes the frames as one batch, the screen one at a time: oneDNN may round
+        # the two differently, by at most one level of 255
+        shown = s.decode_now(s.walk.frames(6)[0]).image.astype(int)
+        assert np.abs(strip[:, :S].astype(int) - shown).max() <= 1
     else:
         import imageio.v2 as imageio
         with imageio.get_reader(out) as reader:

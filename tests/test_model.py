@@ -218,3 +218,32 @@ def test_sample_prior_is_reproducible_with_a_generator(tiny):
     b = tiny.sample_prior(4, generator=torch.Generator().manual_seed(1))
     assert a.shape == (4, 10) and torch.equal(a, b)
     assert isinstance(tiny, DVAE) and tiny.layout == TINY.layout and tiny.config == TINY
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_phase_form_of_the_last_stage_is_the_papers_transposed_convolution(channels_last):
+    """PhaseTConv5 (the decoder's last stage) computes _tconv's output and gradients from the
+    same parameters, so checkpoints of either load into the other."""
+    from handlatent.model.image_decoder import PhaseTConv5, _tconv
+    torch.manual_seed(2)
+    plain, phase = _tconv(7, 3, bias=True), PhaseTConv5(7, 3, bias=True)
+    phase.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 7, 9, 11)
+    if channels_last:
+        phase, x = phase.to(memory_format=torch.channels_last), x.contiguous(
+            memory_format=torch.channels_last)
+    x.requires_grad_()
+    outputs = [layer(x) for layer in (plain, phase)]
+    assert outputs[0].shape == outputs[1].shape == (2, 3, 18, 22)
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    grads = [torch.autograd.grad((o * o).sum(), [x, layer.weight, layer.bias])
+             for o, layer in zip(outputs, (plain, phase))]
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-4)
+    assert set(phase.state_dict()) == {"weight", "bias"}  # the taps are not saved
+
+
+def test_sigmoid_tanh_is_tanh():
+    from handlatent.model.image_decoder import SigmoidTanh
+    x = torch.linspace(-30, 30, 10001)
+    assert torch.allclose(SigmoidTanh()(x), torch.tanh(x), atol=1e-6)

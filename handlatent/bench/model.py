@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from handlatent.bench.timing import summarize_ms, time_calls
+from handlatent.checkpoint import for_inference
 from handlatent.model import ModelConfig, build_model
 
 
@@ -24,7 +25,7 @@ def bench_model(sizes: tuple[int, ...] = (64, 128, 256), repeats: int = 200,
     for size, (upsample, norm, guide) in ((s, d) for s in sizes for d in decoders):
         config = ModelConfig(image_size=size, decoder_upsample=upsample, decoder_norm=norm,
                              decoder_guide=guide)
-        model = build_model(config).to(device).eval()
+        model = for_inference(build_model(config), device)  # as load_model gives it
         z = torch.randn(1, model.layout.total, device=device)
         image = torch.rand(1, 3, size, size, device=device) * 2 - 1
 
