@@ -48,7 +48,7 @@ def plot_curves(run: Path, out: Path) -> Path:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"{run}: embedding-step terms (image encoder alone)")
+    fig.suptitle(f"{run.resolve().name}: embedding-step terms (image encoder alone)")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)

@@ -319,7 +319,7 @@ def open_masks(path, meta: dict) -> np.ndarray | None:
     spec = meta.get("masks")
     if spec is None:
         return None
-    return _uint8_map(Path(path) / spec["file"], (meta["count"], meta["size"], meta["size"]),
+    return uint8_map(Path(path) / spec["file"], (meta["count"], meta["size"], meta["size"]),
                       "masks")
 
 
@@ -327,12 +327,13 @@ def open_images(path, meta: dict | None = None) -> np.ndarray:
     """The read-only memory map of a dataset's images, checked against meta.json."""
     path = Path(path)
     meta = read_meta(path) if meta is None else meta
-    return _uint8_map(path / meta["images"]["file"],
+    return uint8_map(path / meta["images"]["file"],
                       (meta["count"], meta["size"], meta["size"], 3), "images")
 
 
-def _uint8_map(file: Path, want: tuple[int, ...], what: str) -> np.ndarray:
-    """The read-only memory map of a uint8 .npy of shape `want`; one-line errors naming it."""
+def uint8_map(file: Path, want: tuple[int, ...], what: str) -> np.ndarray:
+    """The read-only memory map of a uint8 .npy of shape `want` (a dataset's images, masks or
+    twins); one-line errors naming the file and `what` it holds."""
     if not file.is_file():
         raise FileNotFoundError(f"{file}: {what} file missing")
     try:

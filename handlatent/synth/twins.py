@@ -116,15 +116,7 @@ def open_twins(path, meta: dict) -> np.ndarray | None:
     if twins_meta.get("seed") != meta["seed"]:
         raise store.DatasetError(f"{path / TWINS_META}: twins of seed {twins_meta.get('seed')}, "
                                  f"the dataset has seed {meta['seed']}")
-    want = (meta["count"], meta["size"], meta["size"], 3)
-    try:
-        twins = np.load(file, mmap_mode="r", allow_pickle=False)
-    except Exception as e:  # missing, truncated, not a .npy
-        raise store.DatasetError(f"{file}: unreadable ({type(e).__name__}: {e})") from None
-    if twins.shape != want or twins.dtype != np.uint8:
-        raise store.DatasetError(f"{file}: holds {twins.dtype}{list(twins.shape)}, "
-                                 f"expected uint8{list(want)}")
-    return twins
+    return store.uint8_map(file, (meta["count"], meta["size"], meta["size"], 3), "twins")
 
 
 def main(argv=None) -> int:
