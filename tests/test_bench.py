@@ -10,7 +10,7 @@ import torch
 from handlatent.bench.cli import main
 from handlatent.bench.model import bench_model
 from handlatent.bench.synth import bench_synth
-from handlatent.bench.timing import summarize_ms
+from handlatent.bench.timing import summarize_ms, time_interleaved
 from handlatent.bench.train import bench_train
 
 
@@ -27,6 +27,17 @@ def test_summarize_ms_orders_statistics() -> None:
     assert stats["min_ms"] == pytest.approx(1.0)
     assert stats["median_ms"] == pytest.approx(2.5)
     assert stats["p95_ms"] == pytest.approx(10.0)
+
+
+def test_interleaved_timing_calls_each_function_once_per_round() -> None:
+    """A drifting machine slows every compared function alike: they run in turn, round by
+    round, and each gets its own samples."""
+    calls = []
+    samples = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                               repeats=4, warmup=1)
+    assert calls == ["a", "b"] + ["a", "b"] * 4  # warm-up, then rounds of a, b
+    assert {name: len(s) for name, s in samples.items()} == {"a": 4, "b": 4}
+    assert all(t >= 0 for s in samples.values() for t in s)
 
 
 def test_model_and_synth_sections_report_positive_rates() -> None:

@@ -5,9 +5,11 @@ maps (model.decoder_guide: bones)."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
-from handlatent.bench.timing import summarize_ms, time_calls
+from handlatent.bench.timing import summarize_ms, time_interleaved
 from handlatent.checkpoint import for_inference
 from handlatent.model import ModelConfig, build_model
 
@@ -20,28 +22,33 @@ DECODERS = (("tconv5", "batch", "none"), ("nearest", "group", "none"),
 def bench_model(sizes: tuple[int, ...] = (64, 128, 256), repeats: int = 200,
                 device: str = "cpu", decoders: tuple[tuple[str, str, str], ...] = DECODERS
                 ) -> list[dict[str, object]]:
-    """One row per image size and decoder: decode and encode latency of a fresh model."""
+    """One row per image size and decoder: decode and encode latency of a fresh model. The
+    decoders of one size are timed call by call in turn (`time_interleaved`), so their ratio
+    survives a machine whose speed drifts during the run."""
     rows = []
-    for size, (upsample, norm, guide) in ((s, d) for s in sizes for d in decoders):
-        config = ModelConfig(image_size=size, decoder_upsample=upsample, decoder_norm=norm,
-                             decoder_guide=guide)
-        model = for_inference(build_model(config), device)  # as load_model gives it
-        z = torch.randn(1, model.layout.total, device=device)
-        image = torch.rand(1, 3, size, size, device=device) * 2 - 1
-
-        def decode() -> None:
-            model.decode(z)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-
-        def encode() -> None:
-            model.encode_image(image)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-
-        with torch.inference_mode():
+    for size in sizes:
+        decode, encode = {}, {}
+        for upsample, norm, guide in decoders:
+            config = ModelConfig(image_size=size, decoder_upsample=upsample, decoder_norm=norm,
+                                 decoder_guide=guide)
+            model = for_inference(build_model(config), device)  # as load_model gives it
+            z = torch.randn(1, model.layout.total, device=device)
+            image = torch.rand(1, 3, size, size, device=device) * 2 - 1
             name = f"{upsample}+{norm}" + ("" if guide == "none" else f"+{guide}")
-            rows.append({"size": size, "decoder": name,
-                         "decode": summarize_ms(time_calls(decode, repeats=repeats)),
-                         "encode": summarize_ms(time_calls(encode, repeats=max(20, repeats // 4)))})
+            decode[name] = _synchronised(lambda m=model, z=z: m.decode(z), device)
+            encode[name] = _synchronised(lambda m=model, x=image: m.encode_image(x), device)
+        with torch.inference_mode():
+            decoded = time_interleaved(decode, repeats=repeats)
+            encoded = time_interleaved(encode, repeats=max(20, repeats // 4))
+        rows += [{"size": size, "decoder": name, "decode": summarize_ms(decoded[name]),
+                  "encode": summarize_ms(encoded[name])} for name in decode]
     return rows
+
+
+def _synchronised(fn: Callable[[], object], device: str) -> Callable[[], None]:
+    """`fn`, waiting for the GPU to finish where `device` is CUDA (timings then hold)."""
+    def call() -> None:
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    return call

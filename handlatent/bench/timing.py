@@ -11,15 +11,19 @@ from typing import Callable
 import torch
 
 
-def time_calls(fn: Callable[[], object], *, repeats: int, warmup: int = 3) -> list[float]:
-    """Seconds taken by each of `repeats` calls of `fn`, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    samples = []
+def time_interleaved(fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 3
+                     ) -> dict[str, list[float]]:
+    """Seconds taken by each of `repeats` rounds of every fn, called in turn within a round:
+    a machine whose speed drifts (a shared VM) slows every fn alike, so their ratio holds."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
     return samples
 
 
