@@ -72,18 +72,19 @@ def _copy(dataset, tmp_path):
     return out
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: (d / "twins.json").write_text("{not json"), "twins.json: corrupt"),
-    (lambda d: (d / "twins.npy").write_bytes(b"\x93NUMPY garbage"),
+@pytest.mark.parametrize("damage, error, message", [
+    (lambda d: (d / "twins.json").write_text("{not json"), store.DatasetError,
+     "twins.json: corrupt"),
+    (lambda d: (d / "twins.npy").write_bytes(b"\x93NUMPY garbage"), store.DatasetError,
      "twins.npy: incomplete or corrupt"),
-    (lambda d: (d / "twins.npy").unlink(), "twins.npy: twins file missing"),
-    (lambda d: np.save(d / "twins.npy", np.zeros((3, S, S, 3), np.uint8)), "expected uint8[12,"),
+    (lambda d: (d / "twins.npy").unlink(), FileNotFoundError, "twins.npy: twins file missing"),
+    (lambda d: np.save(d / "twins.npy", np.zeros((3, S, S, 3), np.uint8)), store.DatasetError,
+     "expected uint8[12,"),
 ])
-def test_damaged_twins_give_one_clear_error(dataset, tmp_path, damage, message):
+def test_damaged_twins_give_one_clear_error(dataset, tmp_path, damage, error, message):
     copy = _copy(dataset, tmp_path)
     damage(copy)
-    with pytest.raises((store.DatasetError, FileNotFoundError),
-                       match=message.replace("[", r"\[")):
+    with pytest.raises(error, match=message.replace("[", r"\[")):
         open_dataset(copy)
 
 

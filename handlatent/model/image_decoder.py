@@ -80,8 +80,7 @@ class PhaseTConv5(nn.ConvTranspose2d):
                             self.weight.new_zeros(c_in, c_out, 1)], 2)[..., self.taps]
         kernel = kernel.permute(1, 2, 3, 0, 4, 5).reshape(4 * c_out, c_in, 3, 3)
         bias = None if self.bias is None else self.bias.repeat_interleave(4)
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            kernel = kernel.contiguous(memory_format=torch.channels_last)
+        kernel = kernel.contiguous(memory_format=_memory_format(x))
         phases = nn.functional.conv2d(x, kernel, bias, padding=1)  # (B, 4 C, H, W)
         b, _, h, w = phases.shape  # pixel shuffle by hand: twice torch's speed, and an empty
         return (phases.view(b, c_out, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)  # batch backprops
@@ -167,7 +166,6 @@ class DCGANDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """The image alone (see `draw`)."""
         return self.draw(z)["image"]
-
 
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:

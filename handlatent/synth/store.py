@@ -320,7 +320,7 @@ def open_masks(path, meta: dict) -> np.ndarray | None:
     if spec is None:
         return None
     return uint8_map(Path(path) / spec["file"], (meta["count"], meta["size"], meta["size"]),
-                      "masks")
+                     "masks")
 
 
 def open_images(path, meta: dict | None = None) -> np.ndarray:
@@ -328,7 +328,7 @@ def open_images(path, meta: dict | None = None) -> np.ndarray:
     path = Path(path)
     meta = read_meta(path) if meta is None else meta
     return uint8_map(path / meta["images"]["file"],
-                      (meta["count"], meta["size"], meta["size"], 3), "images")
+                     (meta["count"], meta["size"], meta["size"], 3), "images")
 
 
 def uint8_map(file: Path, want: tuple[int, ...], what: str) -> np.ndarray:
