@@ -21,8 +21,12 @@ class OracleModel(torch.nn.Module):
     decode_pose returns compose(GT CPose, GT viewpoint, handedness as passed) in bone units plus,
     per sample and keypoint, `error_m[i, j]` metres (/ GT scale) in a fixed random direction.
     decode returns the input image beside that pose and, with `uv_error_px` (per sample and
-    keypoint), a bone-guided decoder's 2-D keypoints: the GT uv that many pixels off.
+    keypoint), a bone-guided decoder's 2-D keypoints: the GT uv that many pixels off. Told to
+    draw along the GT uv (`guide`), it returns the input brightened by ALONG_LABELS_OFFSET
+    (another amount along any other keypoints), so that the evaluator's call can be checked.
     """
+
+    ALONG_LABELS_OFFSET = 0.2  # in [-1, 1] units: 0.1 in [0, 1] units, PSNR 20 dB
 
     def __init__(self, dataset, error_m, seed: int = 0, uv_error_px=None) -> None:
         super().__init__()
@@ -43,6 +47,7 @@ class OracleModel(torch.nn.Module):
             uv = torch.stack([it["uv"] for it in items])
             off = step * torch.as_tensor(uv_error_px, dtype=torch.float32)[..., None]
             self.uv = normalise_uv(uv + off, self.config.image_size)
+            self.labels_uv = normalise_uv(uv, self.config.image_size)
 
     def _index(self, z: torch.Tensor) -> torch.Tensor:
         return z[:, 0].round().long()
@@ -63,8 +68,11 @@ class OracleModel(torch.nn.Module):
         xyz = compose(self.cpose[i], self.viewpoint[i], is_right=is_right) + self.offset[i]
         return {"cpose": self.cpose[i], "viewpoint": self.viewpoint[i], "xyz": xyz}
 
-    def decode(self, z, is_right=None):
+    def decode(self, z, is_right=None, guide=None):
         out = {"image": self.images[self._index(z)], **self.decode_pose(z, is_right)}
         if self.uv is not None:
             out["uv"] = self.uv[self._index(z)]
+        if guide is not None:
+            exact = torch.allclose(guide, self.labels_uv[self._index(z)])
+            out["image"] = out["image"] + self.ALONG_LABELS_OFFSET * (1 if exact else 2)
         return out

@@ -271,7 +271,8 @@ def test_known_answer_units_handedness_visibility(synth_data):
 
 
 def test_known_answer_2d_keypoints_of_a_guided_decoder(synth_data):
-    """The drawn keypoints' error in pixels: visible keypoints only, as the pose's."""
+    """The drawn keypoints' error in pixels: visible keypoints only, as the pose's; and the image
+    drawn along the labels' keypoints instead, scored as the reconstruction is."""
     from handlatent.data import open_dataset
 
     ds = open_dataset(synth_data)
@@ -281,9 +282,16 @@ def test_known_answer_2d_keypoints_of_a_guided_decoder(synth_data):
     r, _ = evaluate(oracle, ds, EvalOptions(batch_size=10, disentanglement=False, progress=False))
     assert r["keypoints_2d_px"] == pytest.approx(2.5, abs=1e-3)
     assert "2-D keypoints drawn (px)  2.50 mean" in format_results(r)
+    # drawn along the labels' keypoints: the oracle's known brightening, 0.1 in [0, 1] units
+    along = r["along_labels_uv"]
+    assert along["image_psnr_db"] == pytest.approx(20.0, abs=1e-4)
+    assert along["hand_psnr_db"] == pytest.approx(20.0, abs=1e-4)
+    assert along["sharpness"] == pytest.approx(1.0)  # a constant offset keeps every edge
+    assert "  drawn along labels uv     20.00 / 20.00 dB, sharpness 1.000" in format_results(r)
     plain, _ = evaluate(oracle_with_offsets(ds, 0.01, 0.5), ds,
                         EvalOptions(batch_size=10, disentanglement=False, progress=False))
     assert "keypoints_2d_px" not in plain  # no guide, no drawn keypoints
+    assert "along_labels_uv" not in plain
 
 
 def test_known_answer_through_the_cli(synth_data, tmp_path, monkeypatch, capsys):

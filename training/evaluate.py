@@ -37,7 +37,7 @@ from handlatent.metrics import (
     viewpoint_error_deg,
 )
 from handlatent.metrics.samples import THUMBNAIL_PX, frechet_distance, thumbnails
-from handlatent.model.bone_maps import pixel_uv
+from handlatent.model.bone_maps import normalise_uv, pixel_uv
 from handlatent.rotations import geodesic_angle
 from handlatent.skeleton import compose
 
@@ -172,6 +172,9 @@ class Collected:
     # A bone-guided decoder's 2-D keypoints (pixels) and the labels' uv, visible keypoints only;
     # None for a decoder without a guide.
     keypoint_error_px: np.ndarray | None = None  # (V,) distances
+    # The same decoder's image_quality when drawing along the labels' keypoints instead of its
+    # own (labelled samples): what the image would be with perfect 2-D keypoints.
+    along_labels_quality: dict | None = None
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -188,7 +191,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
     mus, logvars, idx_l = [], [], []
     pred_xyz, pred_R, pred_c, gt_rel, gt_s, gt_c, gt_R, vis, m1, m2, right = (
         [] for _ in range(11))
-    sq_error, values, quality = 0.0, 0, ImageQuality()
+    sq_error, values, quality, along_labels = 0.0, 0, ImageQuality(), ImageQuality()
     keypoint_errors: list[torch.Tensor] = []
     grid: dict[str, list[np.ndarray]] = {"input": [], "reconstruction": [], "from_labels": []}
     bar = tqdm(total=count, desc="evaluating", unit="img", disable=not progress or None,
@@ -232,6 +235,11 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
                     uv = pixel_uv(decoded["uv"][rows_d].float().cpu(), image.shape[-1])
                     seen = batch["visible"][rows]
                     keypoint_errors.append((uv - batch["uv"][rows].float()).norm(dim=-1)[seen])
+                    labels_uv = normalise_uv(batch["uv"][rows].float(), image.shape[-1])
+                    drawn = model.decode(mu[rows_d], is_right=None if is_right is None
+                                         else is_right[rows_d], guide=labels_uv.to(device))
+                    along_labels.add(drawn["image"], image[rows_d], None if batch["mask"] is None
+                                     else batch["mask"][rows])
                 m1.append(from_labels["z_y1"].float().cpu())
                 m2.append(from_labels["z_y2"].float().cpu())
                 keep = max(0, RECON_GRID_ROWS - len(grid["input"]))
@@ -260,6 +268,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
         mu_y1_labels=cat(m1, (layout.z_y1,)), mu_y2_labels=cat(m2, (layout.z_y2,)),
         grid={k: np.stack(v) if v else np.zeros((0, s, s, 3), np.uint8) for k, v in grid.items()},
         keypoint_error_px=torch.cat(keypoint_errors).numpy() if keypoint_errors else None,
+        along_labels_quality=along_labels.results() if along_labels.values else None,
     )
 
 
@@ -513,6 +522,9 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
         results["pose_note"] = pose["note"]
     if c.keypoint_error_px is not None and len(c.keypoint_error_px):
         results["keypoints_2d_px"] = float(c.keypoint_error_px.mean())
+    if c.along_labels_quality is not None:
+        results["along_labels_uv"] = {k: v for k, v in c.along_labels_quality.items()
+                                      if k != "note"}
     results["image_mse"] = c.image_sq_error / c.image_values
     results.update({k: v for k, v in c.image_quality.items() if k != "note"})
     if "note" in c.image_quality:
@@ -563,6 +575,9 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
         "keypoints_2d_px": "a bone-guided decoder's 2-D keypoints (those it draws along) from "
                            "the posterior mean against the labels' uv, mean distance over "
                            "visible keypoints (pixels)",
+        "along_labels_uv": "image_psnr_db, hand_psnr_db, sharpness of a bone-guided decoder's "
+                           "decode(mu) drawn along the labels' 2-D keypoints instead of its own "
+                           "(labelled samples): the image with perfect keypoints",
         "kl": "KL(q(z|x) || N(0, I)) of the image posterior, mean over samples (nats)",
         "samples": "Fréchet distance of 8 px thumbnails of decoded random samples to the "
                    "reconstructions of the evaluated images (fd_floor: two halves of those)",
@@ -610,6 +625,11 @@ def format_results(results: Mapping[str, Any]) -> str:
     lines.append(f"{'PSNR image / hand (dB)':<28}{_fmt(results.get('image_psnr_db'), '.2f')} / "
                  f"{_fmt(results.get('hand_psnr_db'), '.2f')}")
     lines.append(f"{'sharpness (hand)':<28}{_fmt(results.get('sharpness'), '.3f')}")
+    along = results.get("along_labels_uv")
+    if along:
+        lines.append(f"{'  drawn along labels uv':<28}{_fmt(along.get('image_psnr_db'), '.2f')} / "
+                     f"{_fmt(along.get('hand_psnr_db'), '.2f')} dB, sharpness "
+                     f"{_fmt(along.get('sharpness'), '.3f')}")
     if results.get("image_quality_note"):
         lines.append(f"  ({results['image_quality_note']})")
     kl = results["kl"]
