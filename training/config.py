@@ -63,10 +63,16 @@ def _path(kind: str) -> dict:
 
 @dataclass
 class SynthDataConfig:
-    """A synthetic dataset the trainer renders itself into `<run dir>/synthetic-data`."""
+    """A synthetic dataset the trainer renders itself: once into `<run dir>/synthetic-data`, or
+    with `fresh` anew every epoch as the loader reads it (handlatent.data.synthetic_stream)."""
 
-    count: int = 256
+    count: int = 256  # hands (per epoch with fresh)
     seed: int = 0
+    # Render each epoch's hands as they are read, from (seed, epoch, index): no files, and no
+    # hand seen twice. The loader's workers (data.workers) do the rendering.
+    fresh: bool = False
+    # Give every hand its content twin (handlatent.synth.twins), for the content-twins recipe.
+    twins: bool = False
 
 
 @dataclass
@@ -181,6 +187,7 @@ def _check_semantics(cfg: TrainConfig) -> None:
         "run.time_budget_min": r.time_budget_min,
         "data.batch_size": d.batch_size, "data.val_count": d.val_count,
         "optim.lr": o.lr, "optim.step_size": o.step_size,
+        "data.synthetic.count": d.synthetic.count if d.synthetic else None,
     }
     for key, value in positive.items():
         if value is not None and value <= 0:

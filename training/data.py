@@ -22,8 +22,11 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
 from handlatent.data import CROPPING_READERS, open_dataset, spec_kind
 from handlatent.data.crop import ReaderError
+from handlatent.data.synthetic_stream import SyntheticStream
+from handlatent.synth.twins import TWINS_FILE
 from handlatent.training import distributed
-from handlatent.training.config import ConfigError, DataConfig, DatasetEntry, TrainConfig
+from handlatent.training.config import (ConfigError, DataConfig, DatasetEntry, SynthDataConfig,
+                                       TrainConfig)
 from handlatent.training.run_dir import say
 
 
@@ -32,15 +35,17 @@ def open_datasets(cfg: DataConfig, image_size: int, out: Path, dist,
     """The training set (a MixedDataset: one or several datasets, weighted, augmented) and the
     validation set: data.val, or else a fixed split held out of each training dataset."""
     entries = cfg.train if isinstance(cfg.train, list) else [DatasetEntry(path=cfg.train)]
-    if cfg.train is None:  # data.synthetic: render it once into the run directory
+    synth = cfg.synthetic if cfg.train is None else None
+    if synth is not None and not synth.fresh:  # render it once into the run directory
         entries[0].path = out / "synthetic-data"
-        if dist.is_main and not entries[0].path.exists():
-            render_synthetic(entries[0].path, cfg.synthetic.count, image_size, cfg.synthetic.seed)
+        if dist.is_main:
+            render_synthetic(entries[0].path, synth, image_size)
         distributed.barrier(dist)
     parts, held_out = [], []
     for k, entry in enumerate(entries):
         key = f"data.train[{k}].path" if isinstance(cfg.train, list) else "data.train"
-        full = _open(entry.path, key, image_size)
+        full = (SyntheticStream(synth.count, image_size, synth.seed, synth.twins)
+                if synth is not None and synth.fresh else _open(entry.path, key, image_size))
         train = list(range(len(full)))
         if cfg.val is None:
             n = len(full)
@@ -147,15 +152,23 @@ def reader_problem(err: ReaderError) -> str:
     return lines[-1].split("ReaderError: ", 1)[-1] if lines else type(err).__name__
 
 
-def render_synthetic(path: Path, count: int, size: int, seed: int) -> None:
-    """Run `handlatent-synth` (which writes atomically: a kill leaves no half dataset)."""
-    say(f"rendering {count} synthetic {size} px images into {path}")
-    cmd = [sys.executable, "-m", "handlatent.synth.cli", "--out", str(path), "--count",
-           str(count), "--size", str(size), "--seed", str(seed)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise ConfigError(f"handlatent-synth failed: {last}", "data.synthetic")
+def render_synthetic(path: Path, synth: SynthDataConfig, size: int) -> None:
+    """Render what of `synth` is not yet at `path`: the dataset (`handlatent-synth`) and, with
+    `synth.twins`, its content twins (both written atomically: a kill leaves no half file)."""
+    commands = []
+    if not path.exists():
+        say(f"rendering {synth.count} synthetic {size} px images into {path}")
+        commands.append(["handlatent.synth.cli", "--out", str(path), "--count",
+                         str(synth.count), "--size", str(size), "--seed", str(synth.seed)])
+    if synth.twins and not (path / TWINS_FILE).exists():
+        say(f"rendering their content twins into {path / TWINS_FILE}")
+        commands.append(["handlatent.synth.twins", str(path), "--quiet"])
+    for module, *args in commands:
+        result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise ConfigError(f"{module} failed: {last}", "data.synthetic")
 
 
 class DeterministicBatches(Sampler):

@@ -95,29 +95,38 @@ class SyntheticHandDataset(Dataset):
             raise IndexError(f"index {i} out of range for {n} samples")
         i %= n
         j = i if self.indices is None else int(self.indices[i])
-        L = self.labels
-        item = {
-            "image": _to_tensor(self.images[j]),
-            "xyz": torch.tensor(L["xyz"][j]),
-            "cpose": torch.tensor(L["cpose"][j]),
-            "viewpoint": torch.tensor(L["viewpoint"][j]),
-            "scale": torch.tensor(L["scale"][j], dtype=torch.float32),
-            "uv": torch.tensor(L["uv"][j]),
-            "visible": torch.tensor(L["visible"][j]),
-            "is_right": torch.tensor(bool(L["is_right"][j])),
-            "labelled": torch.tensor(True),
-            "content": torch.tensor(L["content"][j]),
-            "K": torch.tensor(L["K"][j]),
-            "template": torch.tensor(int(L["template"][j])),
-        }
-        if self.has_twins:  # (self.images above reopened the twins too after unpickling)
-            item["content_image"] = _to_tensor(self._twins[j])
-        if self.has_masks:
-            item["mask"] = torch.from_numpy(self._masks[j] != 0)
-        return item
+        return item_at(self.labels, j, self.images[j],
+                       self._twins[j] if self.has_twins else None,  # reopened with the images
+                       self._masks[j] if self.has_masks else None)
 
     def __repr__(self) -> str:
         return f"SyntheticHandDataset({str(self.path)!r}, {len(self)} samples, {self.size}px)"
+
+
+def item_at(labels: dict[str, np.ndarray], j: int, image: np.ndarray,
+            twin: np.ndarray | None = None, mask: np.ndarray | None = None
+            ) -> dict[str, torch.Tensor]:
+    """Sample `j` of the label arrays (`render_scene`'s or a dataset's) with its (S, S, 3) uint8
+    image, content twin and (S, S) hand mask, as the items of a synthetic dataset are."""
+    item = {
+        "image": _to_tensor(image),
+        "xyz": torch.tensor(labels["xyz"][j]),
+        "cpose": torch.tensor(labels["cpose"][j]),
+        "viewpoint": torch.tensor(labels["viewpoint"][j]),
+        "scale": torch.tensor(labels["scale"][j], dtype=torch.float32),
+        "uv": torch.tensor(labels["uv"][j]),
+        "visible": torch.tensor(labels["visible"][j]),
+        "is_right": torch.tensor(bool(labels["is_right"][j])),
+        "labelled": torch.tensor(True),
+        "content": torch.tensor(labels["content"][j]),
+        "K": torch.tensor(labels["K"][j]),
+        "template": torch.tensor(int(labels["template"][j])),
+    }
+    if twin is not None:
+        item["content_image"] = _to_tensor(twin)
+    if mask is not None:
+        item["mask"] = torch.from_numpy(np.asarray(mask) != 0)
+    return item
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
