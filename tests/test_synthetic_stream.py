@@ -70,8 +70,11 @@ def test_the_trainer_streams_fresh_hands_and_renders_twins_once(tmp_path):
     item = train[(0, 0)]
     assert "content_image" in item and not torch.equal(train[(0, 1)]["image"], item["image"])
 
+    plain = DataConfig(synthetic=SynthDataConfig(count=12, seed=2), val_count=4)
+    train, _ = open_datasets(plain, S, tmp_path / "once", dist)
+    assert "content_image" not in train[(0, 0)]
     once = DataConfig(synthetic=SynthDataConfig(count=12, seed=2, twins=True), val_count=4)
-    train, _ = open_datasets(once, S, tmp_path / "once", dist)
+    train, _ = open_datasets(once, S, tmp_path / "once", dist)  # a resume that asks for twins
     assert (tmp_path / "once" / "synthetic-data" / "twins.npy").is_file()
     assert torch.equal(train[(0, 1)]["image"], train[(0, 0)]["image"])  # the same hands again
     assert "content_image" in train[(0, 0)]
