@@ -36,7 +36,8 @@ def open_datasets(cfg: DataConfig, image_size: int, out: Path, dist,
     validation set: data.val, or else a fixed split held out of each training dataset."""
     entries = cfg.train if isinstance(cfg.train, list) else [DatasetEntry(path=cfg.train)]
     synth = cfg.synthetic if cfg.train is None else None
-    if synth is not None and not synth.fresh:  # render it once into the run directory
+    fresh = synth is not None and synth.fresh  # rendered as read: no files
+    if synth is not None and not fresh:  # render it once into the run directory
         entries[0].path = out / "synthetic-data"
         if dist.is_main:
             render_synthetic(entries[0].path, synth, image_size)
@@ -44,8 +45,8 @@ def open_datasets(cfg: DataConfig, image_size: int, out: Path, dist,
     parts, held_out = [], []
     for k, entry in enumerate(entries):
         key = f"data.train[{k}].path" if isinstance(cfg.train, list) else "data.train"
-        full = (SyntheticStream(synth.count, image_size, synth.seed, synth.twins)
-                if synth is not None and synth.fresh else _open(entry.path, key, image_size))
+        full = (SyntheticStream(synth.count, image_size, synth.seed, synth.twins) if fresh
+                else _open(entry.path, key, image_size))
         train = list(range(len(full)))
         if cfg.val is None:
             n = len(full)
