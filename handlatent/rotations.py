@@ -111,7 +111,11 @@ def project_to_so3(m: Array) -> Array:
     if isinstance(m, torch.Tensor):
         # SVD has no half-precision kernels: under autocast (bf16/fp16) project in float32.
         with torch.autocast(m.device.type, enabled=False):
-            return _ProjectToSO3.apply(m.float() if m.dtype in _HALF else m).to(m.dtype)
+            full = m.float() if m.dtype in _HALF else m
+            if torch.is_grad_enabled() and full.requires_grad:
+                return _ProjectToSO3.apply(full).to(m.dtype)
+            u, _, vh = _signed_svd(full)  # no gradient wanted: the same, without autograd
+            return (u @ vh).to(m.dtype)
     u, _, vh = _signed_svd(m)
     return u @ vh
 

@@ -115,4 +115,6 @@ def compose(cpose: Array, viewpoint: Array, scale: ArrayLike = 1.0,
     Inverse of `canonicalize`; `scale` is a number or shape `(...)`.
     """
     normed = flip_if_right(cpose, is_right) @ viewpoint
+    if isinstance(scale, (int, float)) and scale == 1:  # bone units, as the model decodes
+        return normed
     return normed * _like(scale, normed)[..., None, None]

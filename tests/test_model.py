@@ -243,6 +243,32 @@ def test_phase_form_of_the_last_stage_is_the_papers_transposed_convolution(chann
     assert set(phase.state_dict()) == {"weight", "bias"}  # the taps are not saved
 
 
+def test_phase_form_keeps_its_kernel_only_while_the_weights_stay():
+    """Decoding without gradients reuses the phase kernel; new weights (a state dict loaded, an
+    optimiser step) are drawn with at once, and a kernel kept under inference mode never
+    reaches a pass that backpropagates."""
+    from handlatent.model.image_decoder import PhaseTConv5, _tconv
+    torch.manual_seed(3)
+    plain, phase = _tconv(5, 3, bias=True), PhaseTConv5(5, 3, bias=True)
+    x = torch.randn(1, 5, 6, 6)
+    with torch.inference_mode():
+        first = phase(x)
+        assert torch.equal(phase(x), first)
+        phase.load_state_dict(plain.state_dict())
+        assert torch.allclose(phase(x), plain(x), atol=1e-5)
+    optimiser = torch.optim.SGD(phase.parameters(), lr=0.1)
+    phase(x).square().sum().backward()
+    optimiser.step()
+    with torch.no_grad():
+        stepped = phase(x)
+    assert not torch.allclose(stepped, plain(x), atol=1e-3)
+    frozen = PhaseTConv5(5, 3, bias=True).requires_grad_(False)  # a decoder an input's
+    with torch.inference_mode():                                   # gradient passes through
+        drawn = frozen(x)
+    (grad,) = torch.autograd.grad(frozen(x.requires_grad_()).sum(), x)
+    assert torch.allclose(frozen(x), drawn) and grad.abs().sum() > 0
+
+
 def test_sigmoid_tanh_is_tanh():
     from handlatent.model.image_decoder import SigmoidTanh
     x = torch.linspace(-30, 30, 10001)

@@ -73,18 +73,35 @@ class PhaseTConv5(nn.ConvTranspose2d):
         super().__init__(in_channels, out_channels, 5, stride=2, padding=2, output_padding=1,
                          bias=bias)
         self.register_buffer("taps", _phase_taps(), persistent=False)
+        self._frozen: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 (see the class)
+        kernel, bias = self._phase_weights(_memory_format(x))
+        phases = nn.functional.conv2d(x, kernel, bias, padding=1)  # (B, 4 C, H, W)
+        b, _, h, w = phases.shape  # pixel shuffle by hand: twice torch's speed, and an empty
+        c_out = self.out_channels
+        return (phases.view(b, c_out, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)  # batch backprops
+                .reshape(b, c_out, 2 * h, 2 * w))
+
+    def _phase_weights(self, memory_format: torch.memory_format
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The 3x3 kernel (4 C_out, C_in, 3, 3) and bias of the phase form. Built from the 5x5
+        weight at every call that may backpropagate; kept while the weights do not change
+        otherwise, so that decoding a latent does not rebuild it (nine operations)."""
+        frozen = not (torch.is_grad_enabled() and self.weight.requires_grad)
+        key = (self.weight._version, self.weight.data_ptr(), memory_format,
+               None if self.bias is None else (self.bias._version, self.bias.data_ptr()),
+               torch.is_inference_mode_enabled())  # inference tensors serve inference alone
+        if frozen and self._frozen is not None and self._frozen[0] == key:
+            return self._frozen[1], self._frozen[2]
         c_in, c_out = self.in_channels, self.out_channels
         kernel = torch.cat([self.weight.reshape(c_in, c_out, 25),
                             self.weight.new_zeros(c_in, c_out, 1)], 2)[..., self.taps]
         kernel = kernel.permute(1, 2, 3, 0, 4, 5).reshape(4 * c_out, c_in, 3, 3)
+        kernel = kernel.contiguous(memory_format=memory_format)
         bias = None if self.bias is None else self.bias.repeat_interleave(4)
-        kernel = kernel.contiguous(memory_format=_memory_format(x))
-        phases = nn.functional.conv2d(x, kernel, bias, padding=1)  # (B, 4 C, H, W)
-        b, _, h, w = phases.shape  # pixel shuffle by hand: twice torch's speed, and an empty
-        return (phases.view(b, c_out, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)  # batch backprops
-                .reshape(b, c_out, 2 * h, 2 * w))
+        self._frozen = (key, kernel, bias) if frozen else None
+        return kernel, bias
 
 
 def _doubling(kind: str, in_channels: int, out_channels: int, bias: bool) -> nn.Module:
