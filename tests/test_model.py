@@ -273,3 +273,79 @@ def test_sigmoid_tanh_is_tanh():
     from handlatent.model.image_decoder import SigmoidTanh
     x = torch.linspace(-30, 30, 10001)
     assert torch.allclose(SigmoidTanh()(x), torch.tanh(x), atol=1e-6)
+
+
+def _unfolded_image(decoder: DCGANDecoder, z: torch.Tensor) -> torch.Tensor:
+    """The decoder's image through its FC, normalisation and first stage one by one."""
+    fold, decoder._start_fold = decoder._start_fold, None
+    try:
+        return decoder(z)
+    finally:
+        decoder._start_fold = fold
+
+
+@pytest.mark.parametrize("guide", ["none", "bones"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_folded_start_draws_the_same_image(guide, channels_last):
+    """Decoding without gradients folds FC -> BatchNorm -> first stage -> BatchNorm into one
+    matrix (start_fold.py): the image is the step-by-step one to float rounding, at batch 1
+    and 5, with trained-looking running statistics and either memory layout."""
+    torch.manual_seed(5)
+    decoder = DCGANDecoder(12, 64, channels=32, guide=guide, hidden=16)
+    with torch.no_grad():
+        for norm in (decoder.bn, decoder.blocks[0][1]):
+            norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.2, 3)
+            norm.weight.uniform_(0.5, 1.5), norm.bias.uniform_(-0.5, 0.5)
+    decoder.eval()
+    if channels_last:
+        decoder = decoder.to(memory_format=torch.channels_last)
+    for batch in (1, 5):
+        z = torch.randn(batch, 12)
+        with torch.inference_mode():
+            folded, plain = decoder(z), _unfolded_image(decoder, z)
+        assert decoder._start_fold._built is not None  # the folded path drew `folded`
+        assert folded.shape == (batch, 3, 64, 64)
+        assert torch.allclose(folded, plain, atol=2e-5)
+        assert not torch.equal(folded[0], torch.zeros_like(folded[0]))
+
+
+def test_folded_start_follows_new_weights_and_statistics_and_keeps_gradients():
+    """The folded matrix is rebuilt when the weights or running statistics change (a training
+    step, a state dict loaded); training mode and passes that backpropagate to the weights
+    take the step-by-step path, so gradients reach the FC."""
+    torch.manual_seed(6)
+    decoder = DCGANDecoder(12, 64, channels=32, guide="bones", hidden=16)
+    z = torch.randn(3, 12)
+    decoder.eval()
+    with torch.no_grad():
+        before = decoder(z)
+        decoder.train()(z * 3)  # moves the running statistics alone (their versions stay)
+        decoder.eval()
+        moved = decoder(z)
+        assert not torch.allclose(moved, before, atol=1e-4)
+        assert torch.allclose(moved, _unfolded_image(decoder, z), atol=2e-5)
+    decoder.train()
+    optimiser = torch.optim.SGD(decoder.parameters(), lr=0.05)
+    decoder(z).square().mean().backward()  # also moves the running statistics
+    assert decoder.fc.weight.grad.abs().sum() > 0
+    optimiser.step()
+    decoder.eval()
+    with torch.no_grad():
+        after = decoder(z)
+        assert not torch.allclose(after, before, atol=1e-4)
+        assert torch.allclose(after, _unfolded_image(decoder, z), atol=2e-5)
+    other = DCGANDecoder(12, 64, channels=32, guide="bones", hidden=16).eval()
+    decoder.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(decoder(z), other(z), atol=2e-5)
+    assert decoder._folds() is False  # eval mode, but gradients would reach the weights
+    decoder(z).sum().backward()
+    assert decoder.fc.weight.grad.abs().sum() > 0
+
+
+def test_group_norm_decoder_has_no_fold():
+    """GroupNorm normalises each image by its own statistics, which is not affine in z."""
+    decoder = DCGANDecoder(12, 64, channels=32, norm="group").eval()
+    assert decoder._start_fold is None
+    with torch.no_grad():
+        assert decoder(torch.randn(2, 12)).shape == (2, 3, 64, 64)

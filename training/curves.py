@@ -1,11 +1,18 @@
-"""Training curves of a run directory as one PNG: `python -m handlatent.training.curves RUN OUT.png`.
+"""Training curves as one PNG: `python -m handlatent.training.curves RUN|TABLE.csv OUT.png`.
 
-Reads RUN/metrics.jsonl (train and val lines) and plots the embedding step's reconstruction
+A run directory: RUN/metrics.jsonl (train and val lines), the embedding step's reconstruction
 terms (what the image encoder is judged on at test time) and the KL of each sub-latent.
+
+A table of evaluated stages (TABLE.csv): one line per model, with `stage`, `branch` (stages
+trained one from the other share a branch), `images` (training images since the branch's common
+start) and the columns of TEST_ROWS as `handlatent-eval` reports them on one test set; plotted
+against the images trained, with issue 13's targets, it says at what rate each row approaches
+its target (what a missed target's closing note has to show).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -19,6 +26,12 @@ PANELS = (("emb/image", "image (sum of squared errors)"), ("emb/xyz", "3D pose (
           ("emb/cpose", "CPose (bone units²)"), ("emb/viewpoint", "viewpoint (Frobenius²)"),
           ("emb/kl_z_y1", "KL z_y1 (nats)"), ("emb/kl_z_y2", "KL z_y2 (nats)"),
           ("emb/kl_z_u", "KL z_u (nats)"), ("lr", "learning rate"))
+# column, title, issue 13's target
+TEST_ROWS = (("hand_psnr_db", "PSNR inside the hand (dB)", 25.0),
+             ("image_psnr_db", "PSNR, whole image (dB)", 22.0),
+             ("auc_20_50", "3D pose AUC 20-50 mm", 0.90),
+             ("epe_mm", "mean 3D error (mm)", 15.0),
+             ("viewpoint_deg", "viewpoint error, mean (°)", 20.0))
 
 
 def read_metrics(run: Path) -> list[dict]:
@@ -49,6 +62,46 @@ def plot_curves(run: Path, out: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{run.resolve().name}: embedding-step terms (image encoder alone)")
+    return _save(fig, out)
+
+
+def read_table(path: Path) -> list[dict[str, str]]:
+    """The lines of a stage table; a missing file or column is one ValueError line."""
+    try:
+        with path.open(newline="") as f:
+            lines = list(csv.DictReader(f))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    needed = {"stage", "branch", "images", *(column for column, _, _ in TEST_ROWS)}
+    missing = needed - set(lines[0] if lines else ())
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    return lines
+
+
+def plot_progress(table: Path, out: Path) -> Path:
+    """One panel per test row: each branch's stages against the images trained, labelled by
+    stage, with the target dashed."""
+    lines = read_table(table)
+    fig, axes = plt.subplots(1, len(TEST_ROWS), figsize=(4 * len(TEST_ROWS), 3.8),
+                             constrained_layout=True)
+    for ax, (column, title, target) in zip(axes, TEST_ROWS):
+        for branch in dict.fromkeys(line["branch"] for line in lines):
+            points = [(float(line["images"]) / 1e3, float(line[column]), line["stage"])
+                      for line in lines if line["branch"] == branch]
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=branch)
+            for x, y, stage in points:
+                ax.annotate(stage, (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
+        ax.axhline(target, ls="--", color="k", lw=1, label="target")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("training images since the start (thousands)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{table.name}: test rows against training, issue 13's targets dashed")
+    return _save(fig, out)
+
+
+def _save(fig: plt.Figure, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)
@@ -58,10 +111,12 @@ def plot_curves(run: Path, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m handlatent.training.curves RUN_DIR OUT.png", file=sys.stderr)
+        print("usage: python -m handlatent.training.curves RUN_DIR|TABLE.csv OUT.png",
+              file=sys.stderr)
         return 2
+    source, out = Path(args[0]), Path(args[1])
     try:
-        print(plot_curves(Path(args[0]), Path(args[1])))
+        print((plot_progress if source.suffix == ".csv" else plot_curves)(source, out))
     except ValueError as exc:
         print(f"curves: {exc}", file=sys.stderr)
         return 2

@@ -27,6 +27,8 @@ from torch import nn
 
 from handlatent.model.bone_maps import NUM_FINGERS, finger_maps
 from handlatent.model.mlp import MLP
+from handlatent.model.start_fold import StartFold, foldable
+from handlatent.model.weights_key import weights_key
 from handlatent.skeleton import NUM_KEYPOINTS
 
 START_SIZE = 8  # Table 1 reshapes the FC output to 8 x 8 x channels
@@ -89,8 +91,7 @@ class PhaseTConv5(nn.ConvTranspose2d):
         weight at every call that may backpropagate; kept while the weights do not change
         otherwise, so that decoding a latent does not rebuild it (nine operations)."""
         frozen = not (torch.is_grad_enabled() and self.weight.requires_grad)
-        key = (self.weight._version, self.weight.data_ptr(), memory_format,
-               None if self.bias is None else (self.bias._version, self.bias.data_ptr()),
+        key = (weights_key([self.weight, self.bias]), memory_format,
                torch.is_inference_mode_enabled())  # inference tensors serve inference alone
         if frozen and self._frozen is not None and self._frozen[0] == key:
             return self._frozen[1], self._frozen[2]
@@ -163,22 +164,38 @@ class DCGANDecoder(nn.Module):
         self.to_rgb = nn.Sequential(
             PhaseTConv5(last_in, 3, bias=True) if upsample == "tconv5"
             else _doubling(upsample, last_in, 3, bias=True), SigmoidTanh())
+        self._start_fold = (StartFold(self.fc, self.bn, self.blocks[0], channels, START_SIZE)
+                            if len(self.blocks) and foldable(self.fc, self.bn, self.blocks[0])
+                            else None)
 
     def draw(self, z: torch.Tensor, guide: torch.Tensor | None = None
              ) -> dict[str, torch.Tensor]:
         """"image" (B, 3, S, S) in [-1, 1] and, when guided, "uv" (B, 21, 2): the normalised
         keypoints (bone_maps.py) it decodes from z. It draws along them, or along `guide`
         (B, 21, 2) where given: the labels' keypoints in training (teacher forcing)."""
-        x = self.bn(self.fc(z).view(-1, self.channels, START_SIZE, START_SIZE))
-        if self.keypoints is None:
-            return {"image": self.to_rgb(self.blocks(x))}
-        uv = self.keypoints(z).view(-1, NUM_KEYPOINTS, 2)
         stages = (*self.blocks, self.to_rgb)
-        sizes = [START_SIZE << i for i in range(len(stages))]
-        for stage, maps in zip(stages, finger_maps(uv if guide is None else guide, sizes)):
-            maps = maps.to(x.dtype).contiguous(memory_format=_memory_format(x))
-            x = stage(torch.cat([x, maps], 1))  # mixed layouts would make cat copy x
-        return {"image": x, "uv": uv}
+        uv = None if self.keypoints is None else self.keypoints(z).view(-1, NUM_KEYPOINTS, 2)
+        maps = ([None] * len(stages) if uv is None else
+                finger_maps(uv if guide is None else guide,
+                            [START_SIZE << i for i in range(len(stages))]))
+        if self._folds():  # FC, normalisation and the first stage as one matrix
+            memory_format = _memory_format(self.blocks[0][0].weight)
+            x = stages[0][2](self._start_fold(z, maps[0], memory_format))
+            stages, maps = stages[1:], maps[1:]
+        else:
+            x = self.bn(self.fc(z).view(-1, self.channels, START_SIZE, START_SIZE))
+        for stage, stage_maps in zip(stages, maps):
+            if stage_maps is not None:  # mixed layouts would make cat copy x
+                stage_maps = stage_maps.to(x.dtype).contiguous(memory_format=_memory_format(x))
+                x = torch.cat([x, stage_maps], 1)
+            x = stage(x)
+        return {"image": x} if uv is None else {"image": x, "uv": uv}
+
+    def _folds(self) -> bool:
+        """Whether this call decodes through the folded start (start_fold.py): in evaluation
+        mode, where no gradient reaches the weights."""
+        return (self._start_fold is not None and not self.training
+                and not (torch.is_grad_enabled() and self.fc.weight.requires_grad))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """The image alone (see `draw`)."""
