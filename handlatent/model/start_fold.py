@@ -35,7 +35,7 @@ class StartFold:
         self.fc, self.norm, self.conv, self.norm2 = fc, norm, stage[0], stage[1]
         self.channels, self.side = channels, side  # FC output: channels x side x side; the
         # stage's inputs beyond `channels` are bone maps
-        self._built: tuple[tuple, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._built: tuple[tuple, torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
 
     def __call__(self, z: torch.Tensor, maps: torch.Tensor | None,
                  memory_format: torch.memory_format) -> torch.Tensor:
