@@ -28,7 +28,7 @@ from torch import nn
 from handlatent.model.bone_maps import NUM_FINGERS, finger_maps
 from handlatent.model.mlp import MLP
 from handlatent.model.start_fold import StartFold, foldable
-from handlatent.model.weights_key import weights_key
+from handlatent.model.weights_key import weights_frozen, weights_key
 from handlatent.skeleton import NUM_KEYPOINTS
 
 START_SIZE = 8  # Table 1 reshapes the FC output to 8 x 8 x channels
@@ -90,7 +90,7 @@ class PhaseTConv5(nn.ConvTranspose2d):
         """The 3x3 kernel (4 C_out, C_in, 3, 3) and bias of the phase form. Built from the 5x5
         weight at every call that may backpropagate; kept while the weights do not change
         otherwise, so that decoding a latent does not rebuild it (nine operations)."""
-        frozen = not (torch.is_grad_enabled() and self.weight.requires_grad)
+        frozen = weights_frozen(self.weight)
         key = (weights_key([self.weight, self.bias]), memory_format,
                torch.is_inference_mode_enabled())  # inference tensors serve inference alone
         if frozen and self._frozen is not None and self._frozen[0] == key:
@@ -195,7 +195,7 @@ class DCGANDecoder(nn.Module):
         """Whether this call decodes through the folded start (start_fold.py): in evaluation
         mode, where no gradient reaches the weights."""
         return (self._start_fold is not None and not self.training
-                and not (torch.is_grad_enabled() and self.fc.weight.requires_grad))
+                and weights_frozen(self.fc.weight))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """The image alone (see `draw`)."""

@@ -1,4 +1,5 @@
-"""What a tensor derived from weights (a folded matrix, a rebuilt kernel) is kept against."""
+"""When a tensor derived from weights (a folded matrix, a rebuilt kernel) may be kept, and what
+it is kept against."""
 
 from __future__ import annotations
 
@@ -14,3 +15,9 @@ def weights_key(tensors: Iterable[torch.Tensor | None]) -> tuple:
     return tuple(None if t is None else
                  (t.data_ptr(), t.dtype, t.device, None if t.is_inference() else t._version)
                  for t in tensors)
+
+
+def weights_frozen(weight: torch.Tensor) -> bool:
+    """Whether no gradient can reach `weight` in this call (gradients off, or it wants none):
+    only then may a derivation kept from earlier calls stand in for it."""
+    return not (torch.is_grad_enabled() and weight.requires_grad)
