@@ -163,7 +163,36 @@ class RunConfig:
     # shapes: take each tensor whose name and shape match this model's (the rest keep their
     #         fresh initialisation): e.g. a trained encoder and pose networks under a new image
     #         decoder or image size. The trainer lists what it left fresh.
-    init_match: Literal["exact", "shapes"] = "exact"
+    # grow:   like shapes, and tensors whose shapes differ are grown (handlatent/model/growth.py):
+    #         a wider image decoder, new residual blocks or another bone-map guide start out
+    #         drawing what run.init's decoder drew.
+    init_match: Literal["exact", "shapes", "grow"] = "exact"
+
+
+@dataclass
+class DecoderStageConfig:
+    """The decoder stage (training/decoder_stage.py): with `enabled`, the image encoder and the
+    pose networks are frozen and only the image decoder learns, from z drawn from the frozen
+    image posterior, on these image terms (each a per-sample mean, averaged over the batch)."""
+
+    enabled: bool = False
+    # Share of each batch drawn along the labels' 2-D keypoints instead of the decoded skeleton's
+    # projection (teacher forcing): the convolutions learn to paint along true bones.
+    teacher: float = 0.5
+    w_l1: float = 1.0  # absolute error, hand pixels (1 + loss.w_hand) times
+    w_mse: float = 0.0  # squared error, weighted the same way
+    w_ssim: float = 0.0  # 1 - SSIM (window 7), hand pixels weighted the same way
+    w_ffl: float = 0.0  # focal frequency loss
+    w_perceptual: float = 0.0  # random-weight CNN features (handlatent.model.image_losses)
+    # A skeleton-guided decoder's crop head: its projected keypoints against the labels' (mean
+    # squared distance in the [-1, 1] frame) and its side against the labels' (cross-entropy).
+    w_uv: float = 10.0
+    w_side: float = 0.1
+    # Encode a fixed training set (synthetic folders) once and keep its posteriors in this file
+    # (null: <run dir>/posteriors.pt; reused when it matches): the frozen encoder then costs
+    # nothing per step. false: encode every batch (streamed or augmented data).
+    cache_posteriors: bool = True
+    posterior_file: str | None = None
 
 
 @dataclass
@@ -173,6 +202,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    decoder: DecoderStageConfig = field(default_factory=DecoderStageConfig)
 
 
 def _check_semantics(cfg: TrainConfig) -> None:
@@ -197,6 +227,8 @@ def _check_semantics(cfg: TrainConfig) -> None:
                        "optim.weight_decay": o.weight_decay, "optim.min_lr": o.min_lr}.items():
         if value < 0:
             raise ConfigError(f"must be >= 0, got {value!r}", key)
+    if not 0.0 <= cfg.decoder.teacher <= 1.0:
+        raise ConfigError(f"must be in [0, 1], got {cfg.decoder.teacher!r}", "decoder.teacher")
     if not 0.0 < o.factor <= 1.0:
         raise ConfigError(f"must be in (0, 1], got {o.factor!r}", "optim.factor")
     if not 0.0 < d.val_fraction < 1.0:

@@ -175,6 +175,12 @@ class Collected:
     # The same decoder's image_quality when drawing along the labels' keypoints instead of its
     # own (labelled samples): what the image would be with perfect 2-D keypoints.
     along_labels_quality: dict | None = None
+    # Round trip: the pose the model's own encoder reads from the reconstruction (M, 21, 3),
+    # bone units, GT handedness; and thumbnails (metrics.samples) of every input and its
+    # reconstruction, for their Fréchet distance.
+    round_trip_xyz: np.ndarray | None = None
+    input_thumbnails: np.ndarray | None = None
+    reconstruction_thumbnails: np.ndarray | None = None
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -193,6 +199,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
         [] for _ in range(11))
     sq_error, values, quality, along_labels = 0.0, 0, ImageQuality(), ImageQuality()
     keypoint_errors: list[torch.Tensor] = []
+    round_trip, thumbs_in, thumbs_out = [], [], []
     grid: dict[str, list[np.ndarray]] = {"input": [], "reconstruction": [], "from_labels": []}
     bar = tqdm(total=count, desc="evaluating", unit="img", disable=not progress or None,
                leave=False)
@@ -204,7 +211,11 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
                                       f"model takes {model.config.image_size} px")
             mu, logvar = model.encode_image(image)
             is_right = batch["is_right"].to(device) if batch["is_right"] is not None else None
-            decoded = model.decode(mu, is_right=is_right)
+            # The image from z alone (a skeleton-guided decoder reads the side from z too); the
+            # pose with the GT side, as the protocol says.
+            decoded = {**model.decode(mu), **model.decode_pose(mu, is_right)}
+            thumbs_in.append(thumbnails(to_uint8(image)))
+            thumbs_out.append(thumbnails(to_uint8(decoded["image"])))
             sq_error += float((decoded["image"].float() - image).square().sum())
             values += image.numel()
             quality.add(decoded["image"], image, batch["mask"])
@@ -223,6 +234,9 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
                 pred_xyz.append(decoded["xyz"][rows_d].double().cpu())
                 pred_R.append(decoded["viewpoint"][rows_d].double().cpu())
                 pred_c.append(decoded["cpose"][rows_d].double().cpu())
+                again = model.encode_image(decoded["image"][rows_d].float())[0]
+                round_trip.append(model.decode_pose(again, None if is_right is None
+                                                    else is_right[rows_d])["xyz"].double().cpu())
                 xyz = batch["xyz"][rows].double()
                 gt_rel.append(xyz - xyz[:, :1])
                 gt_s.append(batch["scale"][rows].double().reshape(-1))
@@ -236,8 +250,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
                     seen = batch["visible"][rows]
                     keypoint_errors.append((uv - batch["uv"][rows].float()).norm(dim=-1)[seen])
                     labels_uv = normalise_uv(batch["uv"][rows].float(), image.shape[-1])
-                    drawn = model.decode(mu[rows_d], is_right=None if is_right is None
-                                         else is_right[rows_d], guide=labels_uv.to(device))
+                    drawn = model.decode(mu[rows_d], guide=labels_uv.to(device))
                     along_labels.add(drawn["image"], image[rows_d], None if batch["mask"] is None
                                      else batch["mask"][rows])
                 m1.append(from_labels["z_y1"].float().cpu())
@@ -269,6 +282,8 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
         grid={k: np.stack(v) if v else np.zeros((0, s, s, 3), np.uint8) for k, v in grid.items()},
         keypoint_error_px=torch.cat(keypoint_errors).numpy() if keypoint_errors else None,
         along_labels_quality=along_labels.results() if along_labels.values else None,
+        round_trip_xyz=cat(round_trip, (21, 3)),
+        input_thumbnails=np.concatenate(thumbs_in), reconstruction_thumbnails=np.concatenate(thumbs_out),
     )
 
 
@@ -312,6 +327,22 @@ def error_split(c: Collected) -> dict[str, dict[str, float]]:
 
     return {"gt_viewpoint": scored(c.pred_cpose, c.gt_viewpoint),
             "gt_cpose": scored(c.gt_cpose, c.pred_viewpoint)}
+
+
+def round_trip_metrics(c: Collected) -> dict[str, Any] | None:
+    """The model's encoder applied to its own reconstructions: the 3D pose it reads there
+    against the truth and against the pose it read from the input (same protocol, GT scale and
+    handedness), and the ratio of the first to the input's own error. A decoder that draws the
+    hand the latent holds keeps the ratio near 1; one that draws other fingers does not."""
+    if c.round_trip_xyz is None or not len(c.gt_scale) or not c.visible.any():
+        return None
+    again = to_metric(c.round_trip_xyz, c.gt_scale)
+    truth = evaluate_pose(again, c.gt_xyz_rel, c.visible)
+    first = evaluate_pose(to_metric(c.pred_xyz, c.gt_scale), c.gt_xyz_rel, c.visible)
+    between = evaluate_pose(again, to_metric(c.pred_xyz, c.gt_scale), c.visible)
+    return {"epe_mean_mm": truth["epe_mean_mm"], "auc_20_50": truth["auc_20_50"],
+            "epe_vs_input_estimate_mm": between["epe_mean_mm"],
+            "ratio_to_input_error": truth["epe_mean_mm"] / first["epe_mean_mm"]}
 
 
 def kl_stats(mu: np.ndarray, logvar: np.ndarray, layout) -> dict[str, Any]:
@@ -525,6 +556,10 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
     if c.along_labels_quality is not None:
         results["along_labels_uv"] = {k: v for k, v in c.along_labels_quality.items()
                                       if k != "note"}
+    results["round_trip"] = round_trip_metrics(c)
+    if c.input_thumbnails is not None and len(c.input_thumbnails) >= 2:
+        results["fd_reconstructions"] = frechet_distance(c.reconstruction_thumbnails,
+                                                         c.input_thumbnails)
     results["image_mse"] = c.image_sq_error / c.image_values
     results.update({k: v for k, v in c.image_quality.items() if k != "note"})
     if "note" in c.image_quality:
@@ -578,6 +613,11 @@ def evaluate(model, dataset: Dataset, options: EvalOptions = EvalOptions(), *,
         "along_labels_uv": "image_psnr_db, hand_psnr_db, sharpness of a bone-guided decoder's "
                            "decode(mu) drawn along the labels' 2-D keypoints instead of its own "
                            "(labelled samples): the image with perfect keypoints",
+        "round_trip": "the 3D pose the encoder reads from decode(mu): EPE against the truth "
+                      "and against the pose read from the input (mm), and the first over the "
+                      "input's own EPE",
+        "fd_reconstructions": "Fréchet distance of 8 px thumbnails of the reconstructions to "
+                              "those of their inputs",
         "kl": "KL(q(z|x) || N(0, I)) of the image posterior, mean over samples (nats)",
         "samples": "Fréchet distance of 8 px thumbnails of decoded random samples to the "
                    "reconstructions of the evaluated images (fd_floor: two halves of those)",
@@ -632,6 +672,13 @@ def format_results(results: Mapping[str, Any]) -> str:
                      f"{_fmt(along.get('sharpness'), '.3f')}")
     if results.get("image_quality_note"):
         lines.append(f"  ({results['image_quality_note']})")
+    trip = results.get("round_trip")
+    if trip:
+        lines.append(f"{'round trip: pose of recon':<28}EPE {trip['epe_mean_mm']:.2f} mm vs truth "
+                     f"({trip['ratio_to_input_error']:.2f} x the input's), "
+                     f"{trip['epe_vs_input_estimate_mm']:.2f} mm vs the input's estimate")
+    if results.get("fd_reconstructions") is not None:
+        lines.append(f"{'FD recon vs input (8 px)':<28}{results['fd_reconstructions']:.3f}")
     kl = results["kl"]
     parts = "  ".join(f"{k} {kl[k]:.2f}" for k in results["latent_layout"])
     lines.append(f"{'KL q(z|x) (nats)':<28}total {kl['total']:.2f}  {parts}")

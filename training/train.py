@@ -39,8 +39,10 @@ from tqdm import tqdm
 from handlatent.checkpoint import CheckpointError, load_checkpoint, load_model
 from handlatent.data.crop import ReaderError
 from handlatent.model import DVAE, DVAELoss, ModelConfig, build_model, load_torchvision_resnet18
+from handlatent.model.growth import grow_state
 from handlatent.training import distributed
 from handlatent.training.config import ConfigError, TrainConfig, dump_config, to_dict
+from handlatent.training.decoder_stage import DecoderStageLoss, with_posteriors
 from handlatent.training.data import (epoch_float, iterate_batches, make_loaders, open_datasets,
                                       reader_problem, stop_workers, to_device)
 from handlatent.training.run_dir import BEST, LAST, METRICS, RunDir, say
@@ -80,19 +82,23 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False,
         # ------------------------------------------------------------------------------- data
         train_set, val_set = open_datasets(cfg.data, cfg.model.image_size, out, dist,
                                            cfg.run.seed)
-        sampler, train_loader, val_loader = make_loaders(train_set, val_set, cfg, dist, device)
-        stack.callback(stop_workers, val_loader)
-        stack.callback(stop_workers, train_loader)
-        total_steps = cfg.run.steps or math.ceil(cfg.run.epochs * sampler.batches_per_epoch)
 
         # ------------------------------------------------------------------------------ model
         torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
         model = build_model(cfg.model)
         if ckpt is None:
             initialise(model, cfg, verbose=main)
+        else:
+            model.load_state_dict(ckpt["state_dict"])
         model.to(device)
         if cfg.run.channels_last:
             model.to(memory_format=torch.channels_last)
+        if cfg.decoder.enabled and cfg.decoder.cache_posteriors:  # the frozen encoder, once
+            train_set = with_posteriors(train_set, model, cfg, out, device)
+        sampler, train_loader, val_loader = make_loaders(train_set, val_set, cfg, dist, device)
+        stack.callback(stop_workers, val_loader)
+        stack.callback(stop_workers, train_loader)
+        total_steps = cfg.run.steps or math.ceil(cfg.run.epochs * sampler.batches_per_epoch)
         o = cfg.optim
         optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps,
                                      weight_decay=o.weight_decay,
@@ -102,14 +108,14 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False,
         amp_dtype = AMP_DTYPES.get(cfg.run.amp)
         step, epoch, position, best_val = 0, 0, 0, math.inf
         if ckpt is not None:
-            model.load_state_dict(ckpt["state_dict"])
             state = ckpt["extra"]
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
             step, epoch, position = state["step"], state["epoch"], state["batch"]
             best_val = state["best_val_loss"]
-        loss_fn = DVAELoss(model, cfg.loss)  # loss_fn(batch) -> (total, terms)
+        loss_fn = (DecoderStageLoss(model, cfg.decoder, cfg.loss.w_hand) if cfg.decoder.enabled
+                   else DVAELoss(model, cfg.loss))  # loss_fn(batch) -> (total, terms)
         train_loss_fn = loss_fn  # what the step calls: DDP averages the gradients over processes
         if dist.enabled:
             train_loss_fn = DistributedDataParallel(
@@ -312,7 +318,14 @@ def initialise(model: DVAE, cfg: TrainConfig, verbose: bool) -> None:
     (a handlatent checkpoint; with run.init_match "shapes", the tensors that fit)."""
     if cfg.run.init_encoder:
         load_torchvision_resnet18(model.image_encoder, cfg.run.init_encoder)
-    if cfg.run.init:
+    if cfg.run.init and cfg.run.init_match == "grow":
+        source = init_weights(cfg.run.init, cfg.model, "shapes")
+        state, fresh = grow_state(model, source.state_dict(), source.image_decoder.guided)
+        model.load_state_dict(state, strict=False)
+        if verbose:
+            parts = sorted({".".join(name.split(".")[:2]) for name in fresh})
+            say(f"run.init: grown from {cfg.run.init}; fresh: {', '.join(parts) or 'none'}")
+    elif cfg.run.init:
         source = init_weights(cfg.run.init, cfg.model, cfg.run.init_match).state_dict()
         own = model.state_dict()
         taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
@@ -360,7 +373,7 @@ def init_weights(path: str, config: ModelConfig, match: str = "exact"):
         model = load_model(path, device="cpu")
     except CheckpointError as error:
         raise ConfigError(str(error), "run.init") from None
-    if match == "shapes" and model.layout != config.layout:
+    if match in ("shapes", "grow") and model.layout != config.layout:
         raise ConfigError(f"{path}: its latent layout {model.layout.to_dict()} differs from "
                           f"this run's {config.layout.to_dict()}", "run.init")
     if match == "exact" and model.config != config:

@@ -12,6 +12,7 @@ from handlatent.model.image_decoder import GUIDES, NORMS, UPSAMPLERS, DCGANDecod
 from handlatent.model.layout import LatentLayout
 from handlatent.model.mlp import MLP
 from handlatent.model.resnet import resnet18
+from handlatent.model.skeleton_projection import project_to_crop
 from handlatent.rotations import project_to_so3
 from handlatent.skeleton import NUM_KEYPOINTS, Handedness, compose
 
@@ -28,9 +29,10 @@ class ModelConfig:
 
     `decoder_channels` is the channel count after the image decoder's FC reshape (Table 1: 128);
     `hidden` the width of the pose MLPs (Table 2: 512); `decoder_upsample`, `decoder_norm` and
-    `decoder_guide` the image decoder's doubling stage, normalisation and bone-map guide
-    (image_decoder.py; the paper's are tconv5, batch and none, the defaults, which checkpoints
-    written before these fields also mean).
+    `decoder_guide` the image decoder's doubling stage, normalisation and bone-map guide,
+    `decoder_min_channels` the floor of its halving channels and `decoder_blocks` its residual
+    blocks per size (image_decoder.py; the paper's are tconv5, batch, none, no floor and no
+    blocks, the defaults, which checkpoints written before these fields also mean).
     """
 
     image_size: int = 128
@@ -42,6 +44,8 @@ class ModelConfig:
     decoder_upsample: str = "tconv5"
     decoder_norm: str = "batch"
     decoder_guide: str = "none"
+    decoder_min_channels: int = 1
+    decoder_blocks: int = 0
 
     def __post_init__(self) -> None:
         choices = {"decoder_upsample": UPSAMPLERS, "decoder_norm": NORMS,
@@ -57,8 +61,10 @@ class ModelConfig:
         if self.image_size not in IMAGE_SIZES:
             raise ValueError(f"model config image_size must be one of {IMAGE_SIZES}, "
                              f"got {self.image_size}")
-        if self.hidden < 1 or self.decoder_channels < 1:
-            raise ValueError("model config hidden and decoder_channels must be >= 1")
+        if min(self.hidden, self.decoder_channels, self.decoder_min_channels) < 1 \
+                or self.decoder_blocks < 0:
+            raise ValueError("model config hidden, decoder_channels and decoder_min_channels "
+                             "must be >= 1, decoder_blocks >= 0")
         LatentLayout(self.z_y1, self.z_y2, self.z_u)  # raises on bad latent sizes
 
     @property
@@ -96,7 +102,8 @@ class DVAE(nn.Module):
         self.viewpoint_encoder = MLP(9, 2 * config.z_y2, h, depth=2)
         self.image_decoder = DCGANDecoder(d, config.image_size, config.decoder_channels,
                                           config.decoder_upsample, config.decoder_norm,
-                                          config.decoder_guide, h)
+                                          config.decoder_guide, h,
+                                          config.decoder_min_channels, config.decoder_blocks)
         self.cpose_decoder = MLP(config.z_y1, NUM_KEYPOINTS * 3, h, depth=1)
         self.viewpoint_decoder = MLP(config.z_y2, 9, h, depth=1)
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
@@ -148,8 +155,25 @@ class DVAE(nn.Module):
                guide: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Image (B, 3, S, S) in [-1, 1] from the whole z, plus everything `decode_pose` gives
         and, with a bone-guided image decoder, "uv": the normalised 2-D keypoints it decodes
-        (and draws along, unless `guide` gives the keypoints to draw along instead)."""
-        return {**self.image_decoder.draw(z, guide), **self.decode_pose(z, is_right)}
+        (and draws along, unless `guide` gives the keypoints to draw along instead).
+
+        A skeleton-guided decoder draws along the decoded 3D pose projected into the crop
+        (skeleton_projection.py), of the side `is_right` says or, where None, of the side its
+        crop head reads from z: then "xyz" is that side's pose too, and "is_right" (B,) bool
+        and "crop" (B, 7) say what was drawn.
+        """
+        crop_head = self.image_decoder.crop
+        if crop_head is None:
+            return {**self.image_decoder.draw(z, guide), **self.decode_pose(z, is_right)}
+        crop = crop_head(z)
+        if is_right is None:
+            is_right = crop_head.is_right(crop)
+        else:
+            is_right = torch.as_tensor(is_right, device=z.device).bool().expand(len(z))
+        pose = self.decode_pose(z, is_right)
+        uv = project_to_crop(pose["xyz"], crop)
+        drawn = self.image_decoder.draw(z, uv if guide is None else guide)
+        return {**drawn, **pose, "uv": uv, "crop": crop, "is_right": is_right}
 
     def forward(self, z: torch.Tensor, is_right: Handedness = None,
                 guide: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -18,6 +18,15 @@ Three choices beside the paper's (docs/model.md, "Image decoder"): how a stage d
             uv, loss.w_uv), and every stage's input gets the fingers' bones drawn at its size
             (bone_maps.finger_maps) as 5 more channels: the convolutions paint the hand where
             its bones lie instead of recalling a mean hand from z.
+- skeleton: the same bone maps, drawn along the decoded 3D skeleton projected into the crop
+            (skeleton_projection.py; `DVAE.decode` passes the keypoints): what the 3D view
+            shows is what the image draws. `crop` (a small head on z) gives the projection's
+            camera and crop parameters and the hand's side.
+
+Two more choices widen the decoder where it draws the fingers (docs/model.md): `min_channels`
+stops the halving of the channels at that floor (the paper: 16 at 64 px, 8 at 128 px), and
+`blocks` adds that many residual blocks after each doubling stage, each reading the bone maps of
+its size (`Refine`).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from torch import nn
 
 from handlatent.model.bone_maps import NUM_FINGERS, finger_maps
 from handlatent.model.mlp import MLP
+from handlatent.model.skeleton_projection import CropHead
 from handlatent.model.start_fold import StartFold, foldable
 from handlatent.model.weights_key import weights_frozen, weights_key
 from handlatent.skeleton import NUM_KEYPOINTS
@@ -34,7 +44,7 @@ from handlatent.skeleton import NUM_KEYPOINTS
 START_SIZE = 8  # Table 1 reshapes the FC output to 8 x 8 x channels
 UPSAMPLERS = ("tconv5", "tconv4", "nearest")
 NORMS = ("batch", "group")
-GUIDES = ("none", "bones")
+GUIDES = ("none", "bones", "skeleton")
 
 
 def _tconv(in_channels: int, out_channels: int, bias: bool) -> nn.ConvTranspose2d:
@@ -129,17 +139,36 @@ class SigmoidTanh(nn.Module):
         return torch.sigmoid(2 * x) * 2 - 1
 
 
+class Refine(nn.Module):
+    """x + conv(ReLU(norm(conv([x, bone maps])))): a residual block at one size. Its last
+    convolution starts at zero, so a decoder given new blocks draws what it drew before."""
+
+    def __init__(self, channels: int, guided: int, norm: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels + guided, channels, 3, padding=1, bias=False)
+        self.norm = _norm(norm, channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:  # noqa: D102
+        h = x if maps is None else torch.cat([x, maps], 1)
+        return x + self.conv2(torch.relu(self.norm(self.conv1(h))))
+
+
 class DCGANDecoder(nn.Module):
     """z -> image in [-1, 1]: FC, reshape, BN, then transposed convs doubling up to `image_size`.
 
-    Channels halve at each stage from `channels` (Table 1: 128 -> 64, 32, 16, 8 -> 3 at 256 px);
-    64 px uses 3 stages, 128 px 4, 256 px 5. With guide "bones", `keypoints` (an MLP of width
-    `hidden`) gives the normalised 2-D keypoints whose bone maps join every stage's input.
+    Channels halve at each stage from `channels` (Table 1: 128 -> 64, 32, 16, 8 -> 3 at 256 px),
+    never below `min_channels`; 64 px uses 3 stages, 128 px 4, 256 px 5, each followed by
+    `blocks` residual blocks (`Refine`). With guide "bones", `keypoints` (an MLP of width
+    `hidden`) gives the normalised 2-D keypoints whose bone maps join every stage's input; with
+    guide "skeleton" the caller gives them (`DVAE.decode`) and `crop` reads the crop from z.
     """
 
     def __init__(self, latent_size: int, image_size: int, channels: int = 128,
                  upsample: str = "tconv5", norm: str = "batch", guide: str = "none",
-                 hidden: int = 512) -> None:
+                 hidden: int = 512, min_channels: int = 1, blocks: int = 0) -> None:
         super().__init__()
         if upsample not in UPSAMPLERS or norm not in NORMS or guide not in GUIDES:
             raise ValueError(f"upsample must be one of {UPSAMPLERS}, norm one of {NORMS} and "
@@ -151,16 +180,22 @@ class DCGANDecoder(nn.Module):
         if channels >> (stages - 1) < 1:
             raise ValueError(f"channels={channels} cannot halve {stages - 1} times")
         self.channels = channels
-        guided = NUM_FINGERS if guide == "bones" else 0
-        self.keypoints = MLP(latent_size, NUM_KEYPOINTS * 2, hidden, depth=1) if guided else None
+        self.guided = NUM_FINGERS if guide != "none" else 0
+        guided = self.guided
+        self.keypoints = (MLP(latent_size, NUM_KEYPOINTS * 2, hidden, depth=1)
+                          if guide == "bones" else None)
+        self.crop = CropHead(latent_size) if guide == "skeleton" else None
+        width = [max(channels >> i, min_channels) for i in range(stages)]
         self.fc = nn.Linear(latent_size, channels * START_SIZE * START_SIZE)
         self.bn = _norm(norm, channels)
         self.blocks = nn.Sequential(*[
-            nn.Sequential(_doubling(upsample, (channels >> i) + guided, channels >> (i + 1),
-                                    bias=False),
-                          _norm(norm, channels >> (i + 1)), nn.ReLU(inplace=True))
+            nn.Sequential(_doubling(upsample, width[i] + guided, width[i + 1], bias=False),
+                          _norm(norm, width[i + 1]), nn.ReLU(inplace=True))
             for i in range(stages - 1)])
-        last_in = (channels >> (stages - 1)) + guided
+        self.refine = nn.ModuleList(
+            nn.Sequential(*[Refine(width[i + 1], guided, norm) for _ in range(blocks)])
+            for i in range(stages - 1)) if blocks else None
+        last_in = width[-1] + guided
         self.to_rgb = nn.Sequential(
             PhaseTConv5(last_in, 3, bias=True) if upsample == "tconv5"
             else _doubling(upsample, last_in, 3, bias=True), SigmoidTanh())
@@ -175,21 +210,42 @@ class DCGANDecoder(nn.Module):
         (B, 21, 2) where given: the labels' keypoints in training (teacher forcing)."""
         stages = (*self.blocks, self.to_rgb)
         uv = None if self.keypoints is None else self.keypoints(z).view(-1, NUM_KEYPOINTS, 2)
-        maps = ([None] * len(stages) if uv is None else
+        if self.crop is not None and guide is None:
+            raise ValueError("a skeleton-guided decoder draws along given keypoints "
+                             "(DVAE.decode projects the decoded skeleton)")
+        maps = ([None] * len(stages) if not self.guided else
                 finger_maps(uv if guide is None else guide,
                             [START_SIZE << i for i in range(len(stages))]))
+        first = 0
         if self._folds():  # FC, normalisation and the first stage as one matrix
             memory_format = _memory_format(self.blocks[0][0].weight)
             x = stages[0][2](self._start_fold(z, maps[0], memory_format))
-            stages, maps = stages[1:], maps[1:]
+            x = self._refined(0, x, maps)
+            first = 1
         else:
             x = self.bn(self.fc(z).view(-1, self.channels, START_SIZE, START_SIZE))
-        for stage, stage_maps in zip(stages, maps):
-            if stage_maps is not None:  # mixed layouts would make cat copy x
-                stage_maps = stage_maps.to(x.dtype).contiguous(memory_format=_memory_format(x))
-                x = torch.cat([x, stage_maps], 1)
-            x = stage(x)
+        for i in range(first, len(stages)):
+            x = self._refined(i, stages[i](self._with_maps(x, maps[i])), maps)
         return {"image": x} if uv is None else {"image": x, "uv": uv}
+
+    @staticmethod
+    def _with_maps(x: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
+        """x with the bone maps of its size appended as channels (where guided)."""
+        if maps is None:
+            return x
+        maps = maps.to(x.dtype).contiguous(memory_format=_memory_format(x))  # mixed layouts
+        return torch.cat([x, maps], 1)  # would make cat copy x
+
+    def _refined(self, stage: int, x: torch.Tensor, maps: list) -> torch.Tensor:
+        """x after doubling stage `stage`'s residual blocks (none on the last, RGB stage)."""
+        if self.refine is None or stage >= len(self.refine):
+            return x
+        below = maps[stage + 1]
+        below = None if below is None else below.to(x.dtype).contiguous(
+            memory_format=_memory_format(x))
+        for block in self.refine[stage]:
+            x = block(x, below)
+        return x
 
     def _folds(self) -> bool:
         """Whether this call decodes through the folded start (start_fold.py): in evaluation
