@@ -142,8 +142,11 @@ class DVAE(nn.Module):
         `viewpoint_raw` is the decoder's 9 numbers before the projection onto SO(3).
 
         xyz is root-relative in bone-scale units (times the hand's scale for metres); cheap, as
-        the image decoder is not run.
+        the image decoder is not run. `is_right` None means a left hand, except for a
+        skeleton-guided model, which reads the side from z (`hand_side`) as its image does.
         """
+        if is_right is None:
+            is_right = self.hand_side(z)
         parts = self.layout.split(z)
         cpose = self.cpose_decoder(parts["z_y1"]).view(-1, NUM_KEYPOINTS, 3)
         raw = self.viewpoint_decoder(parts["z_y2"]).view(-1, 3, 3)
@@ -166,14 +169,18 @@ class DVAE(nn.Module):
         if crop_head is None:
             return {**self.image_decoder.draw(z, guide), **self.decode_pose(z, is_right)}
         crop = crop_head(z)
-        if is_right is None:
-            is_right = crop_head.is_right(crop)
-        else:
-            is_right = torch.as_tensor(is_right, device=z.device).bool().expand(len(z))
+        is_right = (crop_head.is_right(crop) if is_right is None else
+                    torch.as_tensor(is_right, device=z.device).bool().expand(len(z)))
         pose = self.decode_pose(z, is_right)
         uv = project_to_crop(pose["xyz"], crop)
         drawn = self.image_decoder.draw(z, uv if guide is None else guide)
         return {**drawn, **pose, "uv": uv, "crop": crop, "is_right": is_right}
+
+    def hand_side(self, z: torch.Tensor) -> torch.Tensor | None:
+        """Which latents (B,) a skeleton-guided model draws as right hands (its crop head reads
+        the side from z); None for other models, whose decoded poses are left hands."""
+        crop_head = self.image_decoder.crop
+        return None if crop_head is None else crop_head.is_right(crop_head(z))
 
     def forward(self, z: torch.Tensor, is_right: Handedness = None,
                 guide: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
