@@ -130,10 +130,21 @@ def decoder_run(tmp_path_factory):
             f"data.train={whole / 'synthetic-data'}", "model.decoder_guide=skeleton",
             "model.decoder_min_channels=16", "model.decoder_blocks=1", "decoder.enabled=true",
             "decoder.w_ssim=0.5", "decoder.w_ffl=1", "decoder.w_perceptual=0.1",
-            "optim.lr=0.01"]
+            "decoder.head_steps=20", "optim.lr=0.01"]
     summary = train(load_config(SMOKE, sets), stage)
     assert summary["step"] == 3
     return whole, stage, sets
+
+
+def test_crop_head_trained_alone_first(decoder_run, tmp_path, capsys):
+    whole, stage, sets = decoder_run
+    cfg = load_config(SMOKE, sets + [f"decoder.posterior_file={stage / 'posteriors.pt'}",
+                                     "run.steps=1", "decoder.head_steps=60"])
+    train(cfg, tmp_path / "head")
+    said = [line for line in capsys.readouterr().out.splitlines() if "crop head alone" in line]
+    assert said and "'side_error'" in said[0]
+    grown = load_checkpoint(tmp_path / "head" / "last.pt")["state_dict"]
+    assert grown["image_decoder.crop.out.weight"].abs().sum() > 0  # it left its zero start
 
 
 def test_decoder_stage_leaves_the_frozen_parts_bit_identical(decoder_run):

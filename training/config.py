@@ -187,7 +187,10 @@ class DecoderStageConfig:
     # A skeleton-guided decoder's crop head: its projected keypoints against the labels' (mean
     # squared distance in the [-1, 1] frame) and its side against the labels' (cross-entropy).
     w_uv: float = 10.0
-    w_side: float = 0.1
+    w_side: float = 1.0
+    # Steps (batch 256) that train the crop head alone on the cached posteriors before the loop,
+    # so that the decoder draws along projected skeletons that are in place from its first step.
+    head_steps: int = 0
     # Encode a fixed training set (synthetic folders) once and keep its posteriors in this file
     # (null: <run dir>/posteriors.pt; reused when it matches): the frozen encoder then costs
     # nothing per step. false: encode every batch (streamed or augmented data).

@@ -75,18 +75,12 @@ class DecoderStageLoss(nn.Module):
         teach = torch.rand(n, device=image.device) < cfg.teacher
         crop_head = model.image_decoder.crop
         if crop_head is not None:
-            crop = crop_head(z)
-            with torch.no_grad():
-                pose = model.decode_pose(z, crop_head.is_right(crop))
-            guide = project_to_crop(pose["xyz"], crop).detach()
+            with torch.no_grad():  # what decoding z draws along
+                crop = crop_head(z)
+                guide = project_to_crop(model.decode_pose(z, crop_head.is_right(crop))["xyz"],
+                                        crop)
             if labels_uv is not None:
-                side = batch["is_right"].bool()
-                with torch.no_grad():
-                    true_side = model.decode_pose(z, side)["xyz"]
-                uv = project_to_crop(true_side, crop)
-                terms["uv"] = (uv - labels_uv).square().sum(-1).mean()
-                terms["side"] = F.binary_cross_entropy_with_logits(crop[:, 6], side.float())
-                terms["side_error"] = (crop_head.is_right(crop) != side).float().mean()
+                terms |= crop_terms(model, z, labels_uv, batch["is_right"].bool())
                 loss = loss + cfg.w_uv * terms["uv"] + cfg.w_side * terms["side"]
                 guide = torch.where(teach[:, None, None], labels_uv, guide)
         elif model.image_decoder.keypoints is not None and labels_uv is not None:
@@ -115,6 +109,44 @@ class DecoderStageLoss(nn.Module):
         loss = loss + sum(w * terms[k] for k, w in image_terms.items() if w)
         terms["total"] = loss
         return loss, terms
+
+
+def crop_terms(model: DVAE, z: torch.Tensor, uv: torch.Tensor, is_right: torch.Tensor
+               ) -> dict[str, torch.Tensor]:
+    """The crop head's terms on latents z: "uv", the squared distance of the labels' side's
+    skeleton projected with its crop to the labels' normalised keypoints `uv`, "side" the
+    cross-entropy of its side against `is_right`, and "side_error"."""
+    crop_head = model.image_decoder.crop
+    crop = crop_head(z)
+    with torch.no_grad():
+        skeleton = model.decode_pose(z, is_right)["xyz"]
+    return {"uv": (project_to_crop(skeleton, crop) - uv).square().sum(-1).mean(),
+            "side": F.binary_cross_entropy_with_logits(crop[:, 6], is_right.float()),
+            "side_error": (crop_head.is_right(crop) != is_right).float().mean()}
+
+
+def train_crop_head(model: DVAE, table: PosteriorTable, cfg: DecoderStageConfig,
+                    lr: float, seed: int) -> dict[str, float]:
+    """`cfg.head_steps` Adam steps on the crop head alone over the cached posteriors (z drawn
+    from them, batch 256): the decoder's first steps then draw along skeletons in place."""
+    labels = [(ds.labels, indices) for ds, indices, _, _ in table.dataset.parts]
+    uv = torch.cat([torch.as_tensor(l["uv"][i]) for l, i in labels]).float()
+    side = torch.cat([torch.as_tensor(l["is_right"][i]) for l, i in labels]).bool()
+    uv = normalise_uv(uv, table.dataset.parts[0][0].size)
+    head = model.image_decoder.crop
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr)  # a small head: a high rate
+    generator = torch.Generator().manual_seed(seed)
+    terms: dict[str, torch.Tensor] = {}
+    for _ in range(cfg.head_steps):
+        rows = torch.randint(len(uv), (256,), generator=generator)
+        mu, logvar = table.table[rows].float().chunk(2, -1)
+        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator)
+        terms = crop_terms(model, z, uv[rows], side[rows])
+        loss = cfg.w_uv * terms["uv"] + cfg.w_side * terms["side"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return {k: round(float(v.detach()), 4) for k, v in terms.items()}
 
 
 class PosteriorTable(Dataset):

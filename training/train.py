@@ -42,7 +42,8 @@ from handlatent.model import DVAE, DVAELoss, ModelConfig, build_model, load_torc
 from handlatent.model.growth import grow_state
 from handlatent.training import distributed
 from handlatent.training.config import ConfigError, TrainConfig, dump_config, to_dict
-from handlatent.training.decoder_stage import DecoderStageLoss, with_posteriors
+from handlatent.training.decoder_stage import (DecoderStageLoss, train_crop_head,
+                                                 with_posteriors)
 from handlatent.training.data import (epoch_float, iterate_batches, make_loaders, open_datasets,
                                       reader_problem, stop_workers, to_device)
 from handlatent.training.run_dir import BEST, LAST, METRICS, RunDir, say
@@ -95,6 +96,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False,
             model.to(memory_format=torch.channels_last)
         if cfg.decoder.enabled and cfg.decoder.cache_posteriors:  # the frozen encoder, once
             train_set = with_posteriors(train_set, model, cfg, out, device)
+            if ckpt is None and cfg.decoder.head_steps and model.image_decoder.crop is not None:
+                say(f"decoder stage: crop head alone, {cfg.decoder.head_steps} steps: "
+                    f"{train_crop_head(model, train_set, cfg.decoder, 1e-3, cfg.run.seed)}")
         sampler, train_loader, val_loader = make_loaders(train_set, val_set, cfg, dist, device)
         stack.callback(stop_workers, val_loader)
         stack.callback(stop_workers, train_loader)

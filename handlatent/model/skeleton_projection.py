@@ -43,10 +43,12 @@ def project_to_crop(xyz: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
 
 class CropHead(MLP):
     """z -> the crop parameters of `project_to_crop` and the right-hand logit (B, 7); its last
-    layer starts at zero: a centred crop of a hand 0.4 m away, left or right undecided."""
+    layer starts at zero: a centred crop of a hand 0.4 m away, left or right undecided. Two
+    hidden layers: the side is in z but not linearly (a linear probe on the bundled model's
+    posterior means reads it no better than chance, a 256-wide MLP 78 % right)."""
 
-    def __init__(self, latent_size: int, hidden: int = 128) -> None:
-        super().__init__(latent_size, NUM_CROP_PARAMETERS, hidden, depth=1)
+    def __init__(self, latent_size: int, hidden: int = 256) -> None:
+        super().__init__(latent_size, NUM_CROP_PARAMETERS, hidden, depth=2)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
