@@ -14,7 +14,10 @@ batch = {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in ("ima
 batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
 stage13 = load_model("runs/stage13.pt", device="cpu")
 whole_cfg = load_config("training/configs/synth-128-stream.yaml", ["run.init=null", "data.val=null", "data.synthetic.twins=false"])
-dec_cfg = load_config("training/configs/synth-128-decoder.yaml", ["run.init=null", "data.train=/work/data/s128-test", "data.val=null"])
+# the wide decoder with a residual block per size and L1 + SSIM, as measured on 2026-12-08
+dec_cfg = load_config("training/configs/synth-128-decoder.yaml",
+                      ["run.init=null", "data.train=data/s128-test", "data.val=null",
+                       "model.decoder_blocks=1", "decoder.w_ffl=0", "decoder.w_perceptual=0"])
 def cost(loss_fn, params, b, n=8):
     opt = torch.optim.Adam(params, lr=1e-5, fused=True)
     ts = []
