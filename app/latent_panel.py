@@ -46,11 +46,15 @@ def slider_range() -> tuple[float, float]:
     return -SIGMAS, SIGMAS
 
 
+WHAT_WIDTH = 86         # the name of what a dimension moves, beside its number
+
+
 class DimSlider(QWidget):
-    """One row: dimension label, a labelled double slider (value shown) and its KL."""
+    """One row: dimension number, what it moves ("index curls"; handlatent.dim_labels), a
+    labelled double slider (value shown) and its KL."""
 
     def __init__(self, index: int, part_index: int, kl: float, lo: float, hi: float,
-                 parent: QWidget | None = None) -> None:
+                 what: str = "", what_detail: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.index = index
         layout = QHBoxLayout(self)
@@ -59,6 +63,10 @@ class DimSlider(QWidget):
         self.name = QLabel(f"{part_index:>2d}")
         self.name.setFixedWidth(22)
         self.name.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.what = QLabel()
+        self.what.setFixedWidth(WHAT_WIDTH)
+        self.what.setStyleSheet("color: palette(mid);")
+        self.set_what(what, what_detail)
         self.slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(lo, hi)
         self.slider.setDecimals(2)
@@ -73,11 +81,18 @@ class DimSlider(QWidget):
         for w in (self.name, self.slider, self.kl):
             w.setToolTip(tip)
         layout.addWidget(self.name)
+        layout.addWidget(self.what)
         layout.addWidget(self.slider, 1)
         layout.addWidget(self.kl)
 
     def value(self) -> float:
         return float(self.slider.value())
+
+    def set_what(self, what: str, detail: str = "") -> None:
+        """Show what this dimension moves (elided to the column's width), `detail` as tip."""
+        self.what.setText(self.what.fontMetrics().elidedText(what, Qt.TextElideMode.ElideRight,
+                                                             WHAT_WIDTH))
+        self.what.setToolTip(f"{what}: {detail}" if what else detail)
 
     def set_value_silently(self, v: float) -> None:
         """Show `v` without emitting valueChanged (used when following the session)."""
@@ -119,6 +134,7 @@ class LatentGroup(QCollapsible):
         column.addLayout(tools)
 
         kl = np.asarray(session.stats.kl_per_dim, dtype=float)
+        self.labels = session.dim_labels
         start = session.layout.slices[part].start
         self.active, self.inactive = part_dims(session.stats, part)
         self.sliders: dict[int, DimSlider] = {}
@@ -145,7 +161,8 @@ class LatentGroup(QCollapsible):
         grid.setSpacing(0)
         for i in indices:
             lo, hi = slider_range()
-            row = DimSlider(i, i - start, float(kl[i]), lo, hi)
+            row = DimSlider(i, i - start, float(kl[i]), lo, hi, self.labels.names[i],
+                            self.labels.details[i])
             self.sliders[i] = row
             grid.addWidget(row)
         return box
@@ -265,10 +282,13 @@ class LatentPanel(QWidget):
         for group in self.groups.values():
             group.sync_lock()
 
-    def set_kl(self, kl: Sequence[float]) -> None:
-        """Show new KL values (the same layout under a reloaded model; the order stays)."""
+    def set_kl(self, kl: Sequence[float], labels: Any = None) -> None:
+        """Show new KL values and, given, the names of what each dimension moves (a DimLabels):
+        the same layout under a reloaded model; the order stays."""
         for i, row in self.sliders.items():
             row.kl.setText(f"{float(kl[i]):.2f}")
+            if labels is not None:
+                row.set_what(labels.names[i], labels.details[i])
 
     def slider(self, index: int) -> QLabeledDoubleSlider:
         """The slider widget of latent dimension `index` (global index into z)."""

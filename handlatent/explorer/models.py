@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from handlatent.cli_errors import one_line
+from handlatent.dim_labels import DimLabels, label_dimensions, stored_dim_labels
 from handlatent.explorer.images import ImageError, LoadedImage, prepare_image
 from handlatent.explorer.runner import ModelRunner
 from handlatent.explorer.stats import LatentStats, stored_latent_stats
@@ -45,6 +46,7 @@ class OpenedModel:
     model: DVAE
     latent_stats: Mapping[str, Any] | None   # the checkpoint's extra["latent_stats"], if usable
     step: int | None                          # the training step it was saved at, if recorded
+    dim_labels: DimLabels                     # the checkpoint's extra["dim_labels"], or computed
 
     @property
     def layout(self) -> LatentLayout:
@@ -68,9 +70,11 @@ def open_model(path: str | os.PathLike, device: str = "auto") -> OpenedModel:
         raise CheckpointError(f"{path}: cannot load the model ({one_line(error)})") from None
     extra = checkpoint.get("extra")
     step = extra.get("step") if isinstance(extra, Mapping) else None
+    labels = stored_dim_labels(extra, model.layout.total)
     return OpenedModel(path=path, name=checkpoint_name(path), model=model,
                        latent_stats=stored_latent_stats(extra, model.layout.total, str(path)),
-                       step=int(step) if isinstance(step, (int, float)) else None)
+                       step=int(step) if isinstance(step, (int, float)) else None,
+                       dim_labels=labels if labels is not None else label_dimensions(model))
 
 
 @dataclass(frozen=True)
