@@ -87,14 +87,15 @@ class MeasuresPanel(QWidget):
                 row.append(cell)
             self.length_cells.append(row)
         scale_row = QHBoxLayout()
-        scale_row.addWidget(QLabel("middle MCP–PIP bone:"))
+        scale_row.addWidget(QLabel("1 bone unit ="))
         self.scale = QDoubleSpinBox()
         self.scale.setRange(0.0, 80.0)
         self.scale.setDecimals(1)
         self.scale.setSuffix(" mm")
         self.scale.setSpecialValueText("unknown")
-        self.scale.setToolTip("The length of your hand's middle-finger proximal phalanx: with "
-                              "it the decoded pose (in bone units) is shown in millimetres")
+        self.scale.setToolTip("A decoded pose is in bone units: the middle finger's MCP-PIP "
+                              "bone (about 40 mm on an adult hand), which the decoder holds "
+                              "only approximately. Give its length to see millimetres")
         scale_row.addWidget(self.scale)
         scale_row.addStretch(1)
         grid.addLayout(scale_row, 6, 0, 1, 5)
@@ -163,7 +164,7 @@ class MeasuresPanel(QWidget):
                 self._set(self.length_cells[f][c], f"{m.bone_lengths[f, c]:.1f}"
                           if scale > 0 else f"{m.bone_lengths[f, c]:.2f}")
         self._set(self.unit, "in millimetres" if scale > 0 else
-                  "in bone units (middle MCP–PIP bone = 1): give its length for millimetres")
+                  "in bone units (the middle MCP–PIP bone ≈ 1): give its mm for millimetres")
         found = m.implausible()
         if found:
             self._set(self.warning, "Implausible: " + "; ".join(str(w) for w in found),
