@@ -28,7 +28,7 @@ from handlatent.explorer.atlas import ATLAS_COLUMNS, ATLAS_SPAN, atlas_values
 
 SETTLE_MS = 150                # refresh once the latent has been still this long
 COLUMN_CHOICES = (5, 7)
-LABEL_WIDTH = 96               # dimension number, what it moves and KL, left of each strip
+LABEL_WIDTH = 88               # dimension number, what it moves and KL, left of each strip
 HEADER_HEIGHT = 22             # a sub-latent's title row
 MARGIN, GAP = 4, 2             # around the grid, between thumbnails
 MIN_CELL, MAX_CELL = 24, 128   # thumbnail size range (px), following the panel's width
@@ -46,7 +46,7 @@ class AtlasGrid(QWidget):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.groups = groups
-        self.labels = labels           # dim -> (number and name, KL) shown left of its strip
+        self.labels = labels           # dim -> (two lines) shown left of its strip
         self.values = atlas_values()
         self.z: np.ndarray | None = None
         self.images: dict[int, list[QImage]] = {}
@@ -153,15 +153,15 @@ class AtlasGrid(QWidget):
 
     def _paint_row(self, painter: QPainter, dim: int, mid: QColor) -> None:
         y = self._row_y[dim]
-        number, kl = self.labels[dim]
+        top, bottom = self.labels[dim]
         painter.setPen(self.palette().color(self.palette().ColorRole.WindowText))
         painter.drawText(QRect(MARGIN, y, LABEL_WIDTH - 6, self.cell // 2),
                          Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom,
-                         painter.fontMetrics().elidedText(number, Qt.TextElideMode.ElideLeft,
+                         painter.fontMetrics().elidedText(top, Qt.TextElideMode.ElideRight,
                                                           LABEL_WIDTH - 6))
         painter.setPen(mid)
         painter.drawText(QRect(MARGIN, y + self.cell // 2, LABEL_WIDTH - 6, self.cell // 2),
-                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, kl)
+                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, bottom)
         strip = self.images.get(dim)
         painter.setOpacity(1.0 if self.is_fresh(dim) else STALE_OPACITY)
         for column in range(len(self.values)):
@@ -232,9 +232,9 @@ class AtlasPanel(QWidget):
             if rows:
                 groups.append((group_title(session, part), rows))
             for d in rows:
-                what = self.dim_names[d]
-                labels[d] = (f"{what} · {d - s.start}" if what else str(d - s.start),
-                             f"{kl[d]:.2f}")
+                what, number = self.dim_names[d], str(d - s.start)   # two lines: name
+                labels[d] = ((what, f"{number} · {kl[d]:.2f}") if what  # above number · KL
+                             else (number, f"{kl[d]:.2f}"))
         self.grid = AtlasGrid(groups, labels)
 
         outer = QVBoxLayout(self)

@@ -16,7 +16,7 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QScrollArea,
                                QSizePolicy, QToolButton, QVBoxLayout, QWidget)
-from superqt import QCollapsible, QLabeledDoubleSlider
+from superqt import QCollapsible, QElidingLabel, QLabeledDoubleSlider
 
 GROUP_TITLES = {"z_y1": "Canonical pose (z_y1)", "z_y2": "Viewpoint (z_y2)",
                 "z_u": "Content (z_u)"}
@@ -46,7 +46,8 @@ def slider_range() -> tuple[float, float]:
     return -SIGMAS, SIGMAS
 
 
-WHAT_WIDTH = 86         # the name of what a dimension moves, beside its number
+WHAT_WIDTH = 84         # the name of what a dimension moves (elided when longer)
+SLIDER_MIN_WIDTH = 80   # the slider with its value label gives way to it in a narrow panel
 
 
 class DimSlider(QWidget):
@@ -63,7 +64,7 @@ class DimSlider(QWidget):
         self.name = QLabel(f"{part_index:>2d}")
         self.name.setFixedWidth(22)
         self.name.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.what = QLabel()
+        self.what = QElidingLabel()
         self.what.setFixedWidth(WHAT_WIDTH)
         self.what.setStyleSheet("color: palette(mid);")
         self.set_what(what, what_detail)
@@ -73,6 +74,7 @@ class DimSlider(QWidget):
         self.slider.setSingleStep(0.05)
         self.slider.setValue(0.0)
         self.slider.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.slider.setMinimumWidth(SLIDER_MIN_WIDTH)
         self.kl = QLabel(f"{kl:.2f}")
         self.kl.setFixedWidth(40)
         self.kl.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -89,9 +91,8 @@ class DimSlider(QWidget):
         return float(self.slider.value())
 
     def set_what(self, what: str, detail: str = "") -> None:
-        """Show what this dimension moves (elided to the column's width), `detail` as tip."""
-        self.what.setText(self.what.fontMetrics().elidedText(what, Qt.TextElideMode.ElideRight,
-                                                             WHAT_WIDTH))
+        """Show what this dimension moves (elided to the room left), `detail` as its tip."""
+        self.what.setText(what)
         self.what.setToolTip(f"{what}: {detail}" if what else detail)
 
     def set_value_silently(self, v: float) -> None:
