@@ -147,9 +147,17 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1)
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross product over the last axis (np.cross's axis handling costs more on 21 points)."""
+    a, b = np.broadcast_arrays(a, b)
+    return np.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+                     a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                     a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], -1)
+
+
 def _signed_angle(a: np.ndarray, b: np.ndarray, axis: np.ndarray) -> np.ndarray:
     """Angle (degrees) from unit vectors a to b, its sign that of a rotation about `axis`."""
-    cross = np.cross(a, b)
+    cross = _cross(a, b)
     angle = np.degrees(np.arctan2(np.linalg.norm(cross, axis=-1), _dot(a, b)))
     return np.where(_dot(cross, axis) < 0, -angle, angle)
 
@@ -162,7 +170,7 @@ def palm_frame(xyz: np.ndarray, is_right: bool = False
     y = _unit(xyz[..., _MIDDLE_MCP, :] - wrist)
     across = xyz[..., _LITTLE_MCP, :] - xyz[..., _INDEX_MCP, :]
     x = _unit(across - _dot(across, y)[..., None] * y)
-    n = np.cross(x, y)
+    n = _cross(x, y)
     return wrist, x, y, -n if is_right else n
 
 
@@ -184,7 +192,7 @@ def measure_pose(xyz: np.ndarray, *, mm_per_unit: float | None = None,
     # broadcast over fingers: the palm frame, the axis about which fingers flex (towards the
     # palm) and the one about which they turn towards the thumb, the same for either hand
     xe, ye, ne = (a[..., None, :] for a in (x, y, n))
-    flex_axis, radial_axis = np.cross(ye, ne), np.cross(xe, ye)
+    flex_axis, radial_axis = _cross(ye, ne), _cross(xe, ye)
     flexion = np.empty(xyz.shape[:-2] + (5, 3))
     spread = np.empty(xyz.shape[:-2] + (5,))
 
@@ -211,7 +219,7 @@ def measure_pose(xyz: np.ndarray, *, mm_per_unit: float | None = None,
     for j in (1, 2):
         to_palm = xyz[..., 0, :] - chain[..., 0, j, :]
         flexion[..., 0, j] = _signed_angle(thumb[..., j - 1, :], thumb[..., j, :],
-                                           np.cross(thumb[..., j - 1, :], to_palm))
+                                           _cross(thumb[..., j - 1, :], to_palm))
     index_metacarpal = _unit(xyz[..., _INDEX_MCP, :] - wrist)
     spread[..., 0] = np.degrees(np.arccos(np.clip(_dot(thumb[..., 0, :], index_metacarpal),
                                                   -1, 1)))
