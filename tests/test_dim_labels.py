@@ -11,7 +11,8 @@ from test_pose_measures import hand
 
 from handlatent.checkpoint import save_checkpoint
 from handlatent.dim_labels import label_dimensions, stored_dim_labels
-from handlatent.explorer import Session
+from handlatent.explorer import LatentGaussian, Session
+from handlatent.explorer.models import open_model, prepare_switch
 from handlatent.model import LatentLayout, ModelConfig, build_model
 from handlatent.rotations import rotation_about
 
@@ -53,10 +54,15 @@ def test_labels_survive_a_checkpoint_and_are_computed_when_absent(tmp_path) -> N
     assert all(name in ("", "roll", "pitch", "yaw") for name in labels.names[4:6])
     assert stored_dim_labels({"dim_labels": labels.to_extra()}, 8) == labels
     assert stored_dim_labels({"dim_labels": {"names": ["x"]}}, 8) is None
-    plain = tmp_path / "plain.pt"
-    save_checkpoint(plain, model)
+    plain = tmp_path / "plain.pt"           # latent statistics given: none to estimate
+    stats = {"kl_per_dim": [1.0] * 8, "hands": LatentGaussian(np.zeros(8), np.eye(8)).to_stats()}
+    save_checkpoint(plain, model, extra={"latent_stats": stats})
     with Session.from_checkpoint(plain, device="cpu", asynchronous=False) as session:
-        assert session.dim_labels == labels           # computed on load
+        assert session.dim_labels == labels           # computed on first use
+        switch = prepare_switch(open_model(plain, "cpu"), session.latent, session.layout, {})
+        assert switch.dim_labels == labels            # computed off the driving thread
+        session.switch_model(switch)
+        assert session.dim_labels is switch.dim_labels
     stored = tmp_path / "named.pt"
     fake = labels.to_extra() | {"names": ["stored"] * 8}
     save_checkpoint(stored, model, extra={"dim_labels": fake})

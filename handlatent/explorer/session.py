@@ -105,7 +105,8 @@ class Session:
 
     @property
     def dim_labels(self) -> DimLabels:
-        """What each latent dimension moves, named (the checkpoint's, else computed once)."""
+        """What each latent dimension moves, named (the checkpoint's, else computed on first
+        use: about 0.1 s on the calling thread)."""
         if self._dim_labels is None:
             self._dim_labels = self.runner.label_dimensions()
         return self._dim_labels
@@ -239,7 +240,7 @@ class Session:
         self.layout, self.name, self.image_size = switch.opened.layout, switch.opened.name, \
             self.runner.image_size
         self.stats.adopt(switch.stats)
-        self._dim_labels = switch.opened.dim_labels
+        self._dim_labels = switch.dim_labels
         self.walk.adopt(self.layout)
         self.images.adopt(switch.images)
         if not switch.same_layout:
