@@ -2,8 +2,10 @@
 
 It follows the bridge's `decoded` signal like the skeleton view (sliders, joint drags, walks and
 estimates all end in a decoded frame; the bridge delivers only the newest one, so this runs at
-most once per frame shown) and measures the frame's 3D pose with handlatent.pose_measures: a few
-numpy operations on 21 points. While the dock is hidden nothing is measured; it catches up
+most once per frame shown) and measures the frame's canonical pose with handlatent.pose_measures
+(a few numpy operations on 21 points): the 3D pose is that pose turned by the viewpoint, and
+mirrored where a model draws a right hand, so angles and lengths are the same, and the
+canonical pose is the left hand the measurements' signs assume. While the dock is hidden nothing is measured; it catches up
 from the session's newest frame when shown. Labels are rewritten only when their text changes.
 A pose decoded by the model is in bone units (the middle finger's MCP-PIP bone is 1); bone
 lengths are shown in millimetres once the user gives that bone's length.
@@ -151,7 +153,7 @@ class MeasuresPanel(QWidget):
         if frame is None or (frame.request_id == self.measured_id and not force):
             return
         scale = self.scale.value()
-        m = measure_pose(np.asarray(frame.xyz), mm_per_unit=scale if scale > 0 else None)
+        m = measure_pose(np.asarray(frame.cpose), mm_per_unit=scale if scale > 0 else None)
         self.measures, self.measured_id = m, frame.request_id
         self.measure_count += 1
         flagged = {(w.finger, w.what) for w in m.implausible()}

@@ -55,7 +55,7 @@ def test_the_dock_follows_a_slider_and_measures_the_frame_shown(qtbot, window) -
     window.latent_panel.slider(0).setValue(2.5)            # a pose slider
     qtbot.waitUntil(lambda: window.last_frame.z[0] == pytest.approx(2.5)
                     and panel.measured_id == window.last_frame.request_id, timeout=TIMEOUT_MS)
-    m = measure_pose(window.last_frame.xyz)
+    m = measure_pose(window.last_frame.xyz)         # the 3D pose: the canonical one turned
     shown = _shown_values(panel)
     expected = np.concatenate([m.flexion, m.spread[:, None]], 1)
     np.testing.assert_allclose(shown, np.round(expected), atol=0.51)
