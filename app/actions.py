@@ -155,6 +155,13 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
     atlas.setStatusTip("Strips of decoded thumbnails from -2σ to +2σ per active dimension")
     w.addAction(atlas)
     actions["atlas"] = atlas
+    measures = w.measures_dock.toggleViewAction()
+    measures.setShortcut(QKeySequence("M"))
+    measures.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+    measures.setStatusTip("Joint angles, spreads and bone lengths of the shown hand, with a "
+                          "warning when an angle leaves the human range")
+    w.addAction(measures)
+    actions["measures"] = measures
 
     help_menu = bar.addMenu("&Help")
     help_menu.addAction(act("shortcuts", "&Keyboard shortcuts", w.show_shortcuts,

@@ -1,7 +1,8 @@
 """The "Latent atlas" dock: for each active dimension a strip of thumbnails from -2σ to +2σ.
 
 Rows are the session's `stats.atlas_dims()`, grouped by sub-latent (titles as in the latent
-panel), each labelled with its dimension number and KL; columns are the values from -2σ to +2σ.
+panel), each labelled with its dimension number, what it moves (handlatent.dim_labels) and its
+KL; columns are the values from -2σ to +2σ.
 The session's atlas part decodes them off the GUI thread (`session.atlas.request`, rows on
 screen first) and they arrive in parts through the bridge's `atlasChanged`. The panel asks for a
 new atlas only while it is visible and once the latent has been still for SETTLE_MS (a
@@ -27,7 +28,7 @@ from handlatent.explorer.atlas import ATLAS_COLUMNS, ATLAS_SPAN, atlas_values
 
 SETTLE_MS = 150                # refresh once the latent has been still this long
 COLUMN_CHOICES = (5, 7)
-LABEL_WIDTH = 46               # dimension number and KL, left of each strip
+LABEL_WIDTH = 88               # dimension number, what it moves and KL, left of each strip
 HEADER_HEIGHT = 22             # a sub-latent's title row
 MARGIN, GAP = 4, 2             # around the grid, between thumbnails
 MIN_CELL, MAX_CELL = 24, 128   # thumbnail size range (px), following the panel's width
@@ -45,7 +46,7 @@ class AtlasGrid(QWidget):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.groups = groups
-        self.labels = labels           # dim -> (number, KL) shown left of its strip
+        self.labels = labels           # dim -> (two lines) shown left of its strip
         self.values = atlas_values()
         self.z: np.ndarray | None = None
         self.images: dict[int, list[QImage]] = {}
@@ -152,13 +153,15 @@ class AtlasGrid(QWidget):
 
     def _paint_row(self, painter: QPainter, dim: int, mid: QColor) -> None:
         y = self._row_y[dim]
-        number, kl = self.labels[dim]
+        top, bottom = self.labels[dim]
         painter.setPen(self.palette().color(self.palette().ColorRole.WindowText))
         painter.drawText(QRect(MARGIN, y, LABEL_WIDTH - 6, self.cell // 2),
-                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom, number)
+                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom,
+                         painter.fontMetrics().elidedText(top, Qt.TextElideMode.ElideRight,
+                                                          LABEL_WIDTH - 6))
         painter.setPen(mid)
         painter.drawText(QRect(MARGIN, y + self.cell // 2, LABEL_WIDTH - 6, self.cell // 2),
-                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, kl)
+                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, bottom)
         strip = self.images.get(dim)
         painter.setOpacity(1.0 if self.is_fresh(dim) else STALE_OPACITY)
         for column in range(len(self.values)):
@@ -220,6 +223,7 @@ class AtlasPanel(QWidget):
         self.on_screen: list[int] = []  # the rows it asked for first (those on screen)
         self.refresh_count = 0         # requests completed (for tests)
         kl = np.asarray(session.stats.kl_per_dim, dtype=float)
+        self.dim_names = session.dim_labels.names   # what each dimension moves
         dims = session.stats.atlas_dims()
         groups, labels = [], {}
         for part in session.layout.names:
@@ -228,7 +232,9 @@ class AtlasPanel(QWidget):
             if rows:
                 groups.append((group_title(session, part), rows))
             for d in rows:
-                labels[d] = (str(d - s.start), f"{kl[d]:.2f}")
+                what, number = self.dim_names[d], str(d - s.start)   # two lines: name
+                labels[d] = ((what, f"{number} · {kl[d]:.2f}") if what  # above number · KL
+                             else (number, f"{kl[d]:.2f}"))
         self.grid = AtlasGrid(groups, labels)
 
         outer = QVBoxLayout(self)

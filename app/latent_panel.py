@@ -16,7 +16,7 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QScrollArea,
                                QSizePolicy, QToolButton, QVBoxLayout, QWidget)
-from superqt import QCollapsible, QLabeledDoubleSlider
+from superqt import QCollapsible, QElidingLabel, QLabeledDoubleSlider
 
 GROUP_TITLES = {"z_y1": "Canonical pose (z_y1)", "z_y2": "Viewpoint (z_y2)",
                 "z_u": "Content (z_u)"}
@@ -46,11 +46,16 @@ def slider_range() -> tuple[float, float]:
     return -SIGMAS, SIGMAS
 
 
+WHAT_WIDTH = 84         # the name of what a dimension moves (elided when longer)
+SLIDER_MIN_WIDTH = 80   # the slider with its value label gives way to it in a narrow panel
+
+
 class DimSlider(QWidget):
-    """One row: dimension label, a labelled double slider (value shown) and its KL."""
+    """One row: dimension number, what it moves ("index curls"; handlatent.dim_labels), a
+    labelled double slider (value shown) and its KL."""
 
     def __init__(self, index: int, part_index: int, kl: float, lo: float, hi: float,
-                 parent: QWidget | None = None) -> None:
+                 what: str = "", what_detail: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.index = index
         layout = QHBoxLayout(self)
@@ -59,12 +64,17 @@ class DimSlider(QWidget):
         self.name = QLabel(f"{part_index:>2d}")
         self.name.setFixedWidth(22)
         self.name.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.what = QElidingLabel()
+        self.what.setFixedWidth(WHAT_WIDTH)
+        self.what.setStyleSheet("color: palette(mid);")
+        self.set_what(what, what_detail)
         self.slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(lo, hi)
         self.slider.setDecimals(2)
         self.slider.setSingleStep(0.05)
         self.slider.setValue(0.0)
         self.slider.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.slider.setMinimumWidth(SLIDER_MIN_WIDTH)
         self.kl = QLabel(f"{kl:.2f}")
         self.kl.setFixedWidth(40)
         self.kl.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -73,11 +83,17 @@ class DimSlider(QWidget):
         for w in (self.name, self.slider, self.kl):
             w.setToolTip(tip)
         layout.addWidget(self.name)
+        layout.addWidget(self.what)
         layout.addWidget(self.slider, 1)
         layout.addWidget(self.kl)
 
     def value(self) -> float:
         return float(self.slider.value())
+
+    def set_what(self, what: str, detail: str = "") -> None:
+        """Show what this dimension moves (elided to the room left), `detail` as its tip."""
+        self.what.setText(what)
+        self.what.setToolTip(f"{what}: {detail}" if what else detail)
 
     def set_value_silently(self, v: float) -> None:
         """Show `v` without emitting valueChanged (used when following the session)."""
@@ -119,6 +135,7 @@ class LatentGroup(QCollapsible):
         column.addLayout(tools)
 
         kl = np.asarray(session.stats.kl_per_dim, dtype=float)
+        self.labels = session.dim_labels
         start = session.layout.slices[part].start
         self.active, self.inactive = part_dims(session.stats, part)
         self.sliders: dict[int, DimSlider] = {}
@@ -145,7 +162,8 @@ class LatentGroup(QCollapsible):
         grid.setSpacing(0)
         for i in indices:
             lo, hi = slider_range()
-            row = DimSlider(i, i - start, float(kl[i]), lo, hi)
+            row = DimSlider(i, i - start, float(kl[i]), lo, hi, self.labels.names[i],
+                            self.labels.details[i])
             self.sliders[i] = row
             grid.addWidget(row)
         return box
@@ -265,10 +283,13 @@ class LatentPanel(QWidget):
         for group in self.groups.values():
             group.sync_lock()
 
-    def set_kl(self, kl: Sequence[float]) -> None:
-        """Show new KL values (the same layout under a reloaded model; the order stays)."""
+    def set_kl(self, kl: Sequence[float], labels: Any = None) -> None:
+        """Show new KL values and, given, the names of what each dimension moves (a DimLabels):
+        the same layout under a reloaded model; the order stays."""
         for i, row in self.sliders.items():
             row.kl.setText(f"{float(kl[i]):.2f}")
+            if labels is not None:
+                row.set_what(labels.names[i], labels.details[i])
 
     def slider(self, index: int) -> QLabeledDoubleSlider:
         """The slider widget of latent dimension `index` (global index into z)."""

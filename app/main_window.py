@@ -1,4 +1,5 @@
-"""The main window: latent sliders, decoded image, 3D skeleton, walk, transfer and atlas docks.
+"""The main window: latent sliders, decoded image, 3D skeleton, walk, transfer, atlas and pose
+measurement docks.
 
 It wires views to one `handlatent.explorer.Session` through a `SessionBridge`; every user action
 is a session call, every view update comes from a session event.
@@ -22,6 +23,7 @@ from handlatent.app.atlas_panel import AtlasPanel
 from handlatent.app.bridge import SessionBridge
 from handlatent.app.image_pane import ImagePane
 from handlatent.app.latent_panel import LatentPanel
+from handlatent.app.measures_panel import MeasuresPanel
 from handlatent.app.model_control import ModelControl
 from handlatent.app.skeleton_view import SkeletonView
 from handlatent.app.transfer_panel import ImageDropMixin, TransferPanel
@@ -99,7 +101,13 @@ class MainWindow(ImageDropMixin, QMainWindow):
         self.atlas_dock = self.add_dock("Latent atlas", "atlas-dock", self.atlas_panel,
                                      Qt.DockWidgetArea.RightDockWidgetArea)
         self.atlas_dock.hide()
-        self.docks = [self.latent_dock, self.atlas_dock, self.walk_dock, self.transfer_dock]
+        self.measures_panel = MeasuresPanel(session, self.bridge)
+        self.measures_dock = self.add_dock("Pose measurements", "measures-dock",
+                                           self.measures_panel,
+                                           Qt.DockWidgetArea.RightDockWidgetArea)
+        self.measures_dock.hide()
+        self.docks = [self.latent_dock, self.atlas_dock, self.measures_dock, self.walk_dock,
+                      self.transfer_dock]
         self.viewpoint_mode = ViewpointMode(session, self.bridge, self.skeleton, self)
 
         self.device_label = QLabel(f"Device: {session.device}")
@@ -169,7 +177,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
         self.setWindowTitle(f"handlatent — {s.name}")
         self.model_label.setText(f"Model: {s.name} · {s.image_size} px · d = {s.layout.total}")
         if switch.same_layout:
-            self.latent_panel.set_kl(s.stats.kl_per_dim)
+            self.latent_panel.set_kl(s.stats.kl_per_dim, s.dim_labels)
         else:
             show = self.latent_panel.show_inactive.isChecked()
             old, self.latent_panel = self.latent_panel, LatentPanel(s, self.bridge)
@@ -177,7 +185,8 @@ class MainWindow(ImageDropMixin, QMainWindow):
             old.deleteLater()
             self.latent_panel.showInactiveChanged.connect(self._sync_inactive_action)
             self.latent_panel.set_show_inactive(show)
-        if set(self.atlas_panel.grid.labels) != set(s.stats.atlas_dims()):
+        if (set(self.atlas_panel.grid.labels) != set(s.stats.atlas_dims())
+                or self.atlas_panel.dim_names != s.dim_labels.names):
             old_atlas, self.atlas_panel = self.atlas_panel, AtlasPanel(s, self.bridge)
             old_atlas.timer.stop()
             self.atlas_dock.setWidget(self.atlas_panel)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from handlatent.checkpoint import load_checkpoint, load_model, save_checkpoint
+from handlatent.dim_labels import label_dimensions
 from handlatent.model import ModelConfig, build_model
 from handlatent.training.package import main
 
@@ -24,6 +25,9 @@ def test_package_halves_weights_adds_latent_stats_and_drops_optimizer(tmp_path, 
     assert shipped["extra"]["training"]["step"] == 7
     kl = shipped["extra"]["latent_stats"]["kl_per_dim"]
     assert len(kl) == 8 and all(v >= 0 for v in kl)
+    labels = shipped["extra"]["dim_labels"]          # what each slider moves, named once
+    assert labels["names"] == list(label_dimensions(load_model(dst, device="cpu")).names)
+    assert labels["names"][6:] == ["", ""]            # z_u reaches no pose decoder
     floats = [t for t in shipped["state_dict"].values() if t.is_floating_point()]
     assert floats and all(t.dtype == torch.float16 for t in floats)
     reloaded = load_model(dst, device="cpu")

@@ -3,7 +3,8 @@
 Drops the optimizer and RNG state, stores the weights in half precision, and adds what the
 explorer needs at start-up: `latent_stats` (the KL of each latent dimension over synthetic hands,
 which orders and folds the sliders, and the Gaussian fitted to those hands' posteriors that random
-samples are drawn from) and the training provenance (step, resolved config).
+samples are drawn from), `dim_labels` (what each pose and viewpoint dimension moves, named for the
+sliders: handlatent.dim_labels) and the training provenance (step, resolved config).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 
 from handlatent.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from handlatent.dim_labels import label_dimensions
 from handlatent.explorer.sampling import fit_hands
 from handlatent.explorer.stats import encode_hands, kl_per_dim
 
@@ -28,6 +30,7 @@ def package(src: Path, dst: Path, *, kl_samples: int = 2048) -> dict:
     stored = {"latent_stats": {"kl_per_dim": [float(v) for v in kl_per_dim(mu, logvar)],
                                "hands": fit_hands(mu, logvar).to_stats(),
                                "source": f"{kl_samples} synthetic hands (explorer.stats)"},
+              "dim_labels": label_dimensions(model).to_extra(),
               "training": {"step": extra.get("step"), "epoch": extra.get("epoch"),
                            "best_val_loss": extra.get("best_val_loss"),
                            "config": extra.get("config"), "source": src.name}}

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from handlatent.cli_errors import one_line
+from handlatent.dim_labels import DimLabels, stored_dim_labels
 from handlatent.explorer.images import ImageError, LoadedImage, prepare_image
 from handlatent.explorer.runner import ModelRunner
 from handlatent.explorer.stats import LatentStats, stored_latent_stats
@@ -45,6 +46,7 @@ class OpenedModel:
     model: DVAE
     latent_stats: Mapping[str, Any] | None   # the checkpoint's extra["latent_stats"], if usable
     step: int | None                          # the training step it was saved at, if recorded
+    dim_labels: DimLabels | None              # the checkpoint's extra["dim_labels"], if usable
 
     @property
     def layout(self) -> LatentLayout:
@@ -70,7 +72,8 @@ def open_model(path: str | os.PathLike, device: str = "auto") -> OpenedModel:
     step = extra.get("step") if isinstance(extra, Mapping) else None
     return OpenedModel(path=path, name=checkpoint_name(path), model=model,
                        latent_stats=stored_latent_stats(extra, model.layout.total, str(path)),
-                       step=int(step) if isinstance(step, (int, float)) else None)
+                       step=int(step) if isinstance(step, (int, float)) else None,
+                       dim_labels=stored_dim_labels(extra, model.layout.total))
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class ModelSwitch:
     opened: OpenedModel
     stats: LatentStats                 # of the new model, estimated already
     images: dict[str, LoadedImage]     # the session's loaded images, re-encoded
+    dim_labels: DimLabels              # what each dimension moves: stored, else computed
     latent: np.ndarray                 # the latent to continue from
     same_layout: bool                  # the latent was kept (same layout as before)
     summary: str                       # one line for the status bar: what was kept
@@ -118,6 +122,7 @@ def prepare_switch(opened: OpenedModel, latent: np.ndarray, layout: LatentLayout
     runner = ModelRunner(opened.model, opened.model.image_mean.device)
     stats = LatentStats(runner, opened.layout, opened.latent_stats)
     stats.kl_per_dim, stats.hands_gaussian    # estimate now, off the driving thread
+    labels = opened.dim_labels or runner.label_dimensions()
     kept: dict[str, LoadedImage] = {}
     lost: list[str] = []
     for slot, loaded in images.items():
@@ -146,6 +151,6 @@ def prepare_switch(opened: OpenedModel, latent: np.ndarray, layout: LatentLayout
         summary = (f"Opened {where}: its latent layout ({describe_layout(opened.layout)}) "
                    f"differs from the last model's ({describe_layout(layout)}), so it starts "
                    f"from {start}{done}")
-    return ModelSwitch(opened=opened, stats=stats, images=kept,
+    return ModelSwitch(opened=opened, stats=stats, images=kept, dim_labels=labels,
                        latent=np.asarray(z, dtype=np.float32), same_layout=same,
                        summary=summary)

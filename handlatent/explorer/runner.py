@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from handlatent.dim_labels import DimLabels, label_dimensions
 from handlatent.explorer import stats
 from handlatent.explorer.atlas import AtlasRows, decode_atlas
 from handlatent.explorer.decoder import Decoded, decode_batch
@@ -103,3 +104,8 @@ class ModelRunner:
     def encode_hands(self) -> tuple[np.ndarray, np.ndarray]:
         """The image posteriors (mu, logvar) of the reference hands (handlatent.explorer.stats)."""
         return stats.encode_hands(self.model, n=stats.KL_SAMPLES, lock=self._lock)
+
+    def label_dimensions(self) -> DimLabels:
+        """What each pose and viewpoint dimension moves (handlatent.dim_labels)."""
+        with self._lock:
+            return label_dimensions(self.model)

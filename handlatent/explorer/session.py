@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from handlatent.dim_labels import DimLabels
 from handlatent.explorer import presets
 from handlatent.explorer.atlas import Atlas
 from handlatent.explorer.compare import Comparison
@@ -61,7 +62,7 @@ class Session:
 
     def __init__(self, model: DVAE, *, name: str = "model", device: str = "cpu",
                  latent_stats: Mapping[str, Any] | None = None, asynchronous: bool = True,
-                 history_limit: int = DEFAULT_LIMIT) -> None:
+                 history_limit: int = DEFAULT_LIMIT, dim_labels: DimLabels | None = None) -> None:
         self.runner = ModelRunner(model, device)
         self.layout, self.name = model.layout, name
         self.device, self.image_size = str(self.runner.device), self.runner.image_size
@@ -73,6 +74,7 @@ class Session:
         self.atlas = Atlas(self, self.runner, self.stats, self._report_error, asynchronous)
         self.compare = Comparison(self, self._report_error, asynchronous)
         self.last_decoded: Decoded | None = None  # the newest frame emitted by "decoded"
+        self._dim_labels = dim_labels
         self._z = np.zeros(self.layout.total, dtype=np.float32)  # replaced, never changed
         self._history = History(history_limit)
         self._locks: set[str] = set()
@@ -93,12 +95,21 @@ class Session:
         if kw.get("latent_stats") is None:
             kw["latent_stats"] = opened.latent_stats
         kw["name"] = kw.get("name") or opened.name
+        kw.setdefault("dim_labels", opened.dim_labels)
         return cls(opened.model, device=str(opened.model.image_mean.device), **kw)
 
     @property
     def model(self) -> DVAE:
         """The model (run it through `runner`, which holds the lock that serialises its use)."""
         return self.runner.model
+
+    @property
+    def dim_labels(self) -> DimLabels:
+        """What each latent dimension moves, named (the checkpoint's, else computed on first
+        use: about 0.1 s on the calling thread)."""
+        if self._dim_labels is None:
+            self._dim_labels = self.runner.label_dimensions()
+        return self._dim_labels
 
     @property
     def parts(self) -> dict[str, Any]:
@@ -229,6 +240,7 @@ class Session:
         self.layout, self.name, self.image_size = switch.opened.layout, switch.opened.name, \
             self.runner.image_size
         self.stats.adopt(switch.stats)
+        self._dim_labels = switch.dim_labels
         self.walk.adopt(self.layout)
         self.images.adopt(switch.images)
         if not switch.same_layout:
