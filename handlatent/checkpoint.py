@@ -115,8 +115,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> DVAE:
-    """The dVAE stored at `path`, ready for inference on `device` (`for_inference`; "auto": CUDA
-    if available, else CPU).
+    """The dVAE stored at `path`, ready for inference on `device` (`for_inference`: its image
+    decoder frozen until `.train()`; "auto": CUDA if available, else CPU).
 
     Half-precision weights are upcast to float32.
     """
@@ -143,10 +143,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> 
 
 def for_inference(model: DVAE, device: str | torch.device) -> DVAE:
     """`model` in eval mode on `device`, its weights channels_last on a CPU, where oneDNN's
-    convolutions run 10-30 % faster so (docs/model.md, "Decode cost")."""
+    convolutions run 10-30 % faster so, and its image decoder prepared for inference: its
+    weights frozen and the parts derived from them built once (docs/model.md, "Decode cost";
+    `DCGANDecoder.prepare_for_inference`). Training takes the model as `build_model` gives it."""
     model = model.to(device).eval()
     if torch.device(device).type == "cpu":
         model = model.to(memory_format=torch.channels_last)
+    model.image_decoder.prepare_for_inference()
     return model
 
 

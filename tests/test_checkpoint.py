@@ -1,5 +1,6 @@
 """Checkpoints: round trip, half precision, atomic writes, and refusal of every bad file."""
 
+import copy
 import os
 import pickle
 import random
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 import handlatent
-from handlatent.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from handlatent.checkpoint import (CheckpointError, for_inference, load_checkpoint, load_model,
+                                   save_checkpoint)
 from handlatent.model import ModelConfig, build_model
 
 torch.set_num_threads(1)  # the 2 shared cores: one thread avoids OpenMP stalls under load
@@ -56,7 +58,8 @@ def test_round_trip_restores_model_and_extra(model, saved):
     assert not loaded.training and loaded.config == TINY and loaded.layout == model.layout
     for name, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value), name
-    for key, value in decoded(model).items():
+    prepared = for_inference(copy.deepcopy(model), "cpu")  # as load_model prepares it
+    for key, value in decoded(prepared).items():
         assert torch.equal(decoded(loaded)[key], value), key
     assert handlatent.load_model(saved, device="cpu").config == TINY
     assert isinstance(handlatent.__version__, str)

@@ -1,5 +1,7 @@
 """The dVAE networks: latent layout, config, ResNet-18 encoder, DCGAN decoder, pose MLPs."""
 
+import copy
+
 import pytest
 import torch
 
@@ -243,30 +245,14 @@ def test_phase_form_of_the_last_stage_is_the_papers_transposed_convolution(chann
     assert set(phase.state_dict()) == {"weight", "bias"}  # the taps are not saved
 
 
-def test_phase_form_keeps_its_kernel_only_while_the_weights_stay():
-    """Decoding without gradients reuses the phase kernel; new weights (a state dict loaded, an
-    optimiser step) are drawn with at once, and a kernel kept under inference mode never
-    reaches a pass that backpropagates."""
-    from handlatent.model.image_decoder import PhaseTConv5, _tconv
-    torch.manual_seed(3)
-    plain, phase = _tconv(5, 3, bias=True), PhaseTConv5(5, 3, bias=True)
-    x = torch.randn(1, 5, 6, 6)
-    with torch.inference_mode():
-        first = phase(x)
-        assert torch.equal(phase(x), first)
-        phase.load_state_dict(plain.state_dict())
-        assert torch.allclose(phase(x), plain(x), atol=1e-5)
-    optimiser = torch.optim.SGD(phase.parameters(), lr=0.1)
-    phase(x).square().sum().backward()
-    optimiser.step()
-    with torch.no_grad():
-        stepped = phase(x)
-    assert not torch.allclose(stepped, plain(x), atol=1e-3)
-    frozen = PhaseTConv5(5, 3, bias=True).requires_grad_(False)  # a decoder an input's
-    with torch.inference_mode():                                   # gradient passes through
-        drawn = frozen(x)
-    (grad,) = torch.autograd.grad(frozen(x.requires_grad_()).sum(), x)
-    assert torch.allclose(frozen(x), drawn) and grad.abs().sum() > 0
+def test_phase_taps_place_each_5x5_tap_once():
+    """The phase form reads each of the 25 taps exactly once over its four phases: 9, 6, 6
+    and 4 taps (three or two per axis), the rest NO_TAP."""
+    from handlatent.model.image_decoder import NO_TAP, _phase_taps
+    taps = _phase_taps()
+    real = taps[taps != NO_TAP]
+    assert sorted(real.tolist()) == list(range(25))
+    assert (taps != NO_TAP).flatten(2).sum(-1).tolist() == [[9, 6], [6, 4]]
 
 
 def test_sigmoid_tanh_is_tanh():
@@ -275,77 +261,127 @@ def test_sigmoid_tanh_is_tanh():
     assert torch.allclose(SigmoidTanh()(x), torch.tanh(x), atol=1e-6)
 
 
-def _unfolded_image(decoder: DCGANDecoder, z: torch.Tensor) -> torch.Tensor:
-    """The decoder's image through its FC, normalisation and first stage one by one."""
-    fold, decoder._start_fold = decoder._start_fold, None
-    try:
-        return decoder(z)
-    finally:
-        decoder._start_fold = fold
-
-
-@pytest.mark.parametrize("guide", ["none", "bones"])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_folded_start_draws_the_same_image(guide, channels_last):
-    """Decoding without gradients folds FC -> BatchNorm -> first stage -> BatchNorm into one
-    matrix (start_fold.py): the image is the step-by-step one to float rounding, at batch 1
-    and 5, with trained-looking running statistics and either memory layout."""
-    torch.manual_seed(5)
+def _guided_decoder(seed: int, guide: str = "bones") -> DCGANDecoder:
+    """A small decoder (guided by default) with trained-looking normalisation (running
+    statistics, affine)."""
+    torch.manual_seed(seed)
     decoder = DCGANDecoder(12, 64, channels=32, guide=guide, hidden=16)
     with torch.no_grad():
         for norm in (decoder.bn, decoder.blocks[0][1]):
             norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.2, 3)
             norm.weight.uniform_(0.5, 1.5), norm.bias.uniform_(-0.5, 0.5)
-    decoder.eval()
+    return decoder
+
+
+def _fresh_image(decoder: DCGANDecoder, z: torch.Tensor) -> torch.Tensor:
+    """What a newly built decoder with `decoder`'s weights draws from z in evaluation mode."""
+    fresh = DCGANDecoder(12, 64, channels=32, guide="bones", hidden=16)
+    fresh.load_state_dict(decoder.state_dict())
+    with torch.no_grad():
+        return fresh.eval()(z)
+
+
+@pytest.mark.parametrize("guide", ["none", "bones"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_prepared_decoder_draws_the_same_image(guide, channels_last):
+    """A decoder prepared for inference folds FC -> BatchNorm -> first stage -> BatchNorm into
+    one matrix (start_fold.py) and keeps its phase kernel: the image is the step-by-step one to
+    float rounding, at batch 1 and 5, in either memory layout."""
+    decoder = _guided_decoder(5, guide)
     if channels_last:
         decoder = decoder.to(memory_format=torch.channels_last)
+    prepared = copy.deepcopy(decoder).prepare_for_inference()
+    assert prepared.start_fold is not None and prepared.to_rgb[0].kept is not None
+    assert not any(p.requires_grad for p in prepared.parameters())
     for batch in (1, 5):
         z = torch.randn(batch, 12)
         with torch.inference_mode():
-            folded, plain = decoder(z), _unfolded_image(decoder, z)
-        assert decoder._start_fold._built is not None  # the folded path drew `folded`
+            folded, plain = prepared(z), decoder.eval()(z)
         assert folded.shape == (batch, 3, 64, 64)
         assert torch.allclose(folded, plain, atol=2e-5)
         assert not torch.equal(folded[0], torch.zeros_like(folded[0]))
+    z = torch.randn(2, 12, requires_grad=True)  # a gradient to the latent passes through
+    (grad,) = torch.autograd.grad(prepared(z).sum(), z)
+    assert grad.abs().sum() > 0
 
 
-def test_folded_start_follows_new_weights_and_statistics_and_keeps_gradients():
-    """The folded matrix is rebuilt when the weights or running statistics change (a training
-    step, a state dict loaded); training mode and passes that backpropagate to the weights
-    take the step-by-step path, so gradients reach the FC."""
-    torch.manual_seed(6)
-    decoder = DCGANDecoder(12, 64, channels=32, guide="bones", hidden=16)
+def test_prepared_decoder_follows_loaded_weights_and_casts_and_trains_again():
+    """Loading a state dict or casting rebuilds the prepared parts; train() drops them and
+    makes every weight trainable again, so gradients reach them all."""
+    decoder, other = _guided_decoder(6).prepare_for_inference(), _guided_decoder(7)
     z = torch.randn(3, 12)
-    decoder.eval()
-    with torch.no_grad():
-        before = decoder(z)
-        decoder.train()(z * 3)  # moves the running statistics alone (their versions stay)
-        decoder.eval()
-        moved = decoder(z)
-        assert not torch.allclose(moved, before, atol=1e-4)
-        assert torch.allclose(moved, _unfolded_image(decoder, z), atol=2e-5)
-    decoder.train()
-    optimiser = torch.optim.SGD(decoder.parameters(), lr=0.05)
-    decoder(z).square().mean().backward()  # also moves the running statistics
-    assert decoder.fc.weight.grad.abs().sum() > 0
-    optimiser.step()
-    decoder.eval()
-    with torch.no_grad():
-        after = decoder(z)
-        assert not torch.allclose(after, before, atol=1e-4)
-        assert torch.allclose(after, _unfolded_image(decoder, z), atol=2e-5)
-    other = DCGANDecoder(12, 64, channels=32, guide="bones", hidden=16).eval()
     decoder.load_state_dict(other.state_dict())
     with torch.no_grad():
-        assert torch.allclose(decoder(z), other(z), atol=2e-5)
-    assert decoder._folds() is False  # eval mode, but gradients would reach the weights
-    decoder(z).sum().backward()
-    assert decoder.fc.weight.grad.abs().sum() > 0
+        assert torch.allclose(decoder(z), other.eval()(z), atol=2e-5)
+        assert torch.allclose(decoder.double()(z.double()), other.double()(z.double()),
+                              atol=1e-9)
+    decoder.float().train()
+    assert decoder.start_fold is None and decoder.to_rgb[0].kept is None
+    decoder(z).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in decoder.parameters())
+
+
+def test_eval_after_a_fused_adam_step_draws_with_the_new_weights():
+    """Validation after a training step (fused Adam, which writes the weights without bumping
+    their version counters) draws what a freshly built decoder with those weights draws."""
+    decoder = _guided_decoder(8)
+    z = torch.randn(3, 12)
+    optimiser = torch.optim.Adam(decoder.parameters(), lr=0.05, fused=True)
+    decoder.train()(z).square().mean().backward()
+    with torch.no_grad():  # e.g. images logged between the backward pass and the step
+        before = decoder.eval()(z)
+    optimiser.step()
+    with torch.no_grad():
+        after = decoder.eval()(z)
+    assert not torch.allclose(after, before, atol=1e-3)
+    assert torch.equal(after, _fresh_image(decoder, z))
+
+
+def test_eval_after_a_data_write_draws_with_the_new_weights():
+    """A write through `.data` (an EMA, a weight surgery) shows in the next decode."""
+    decoder = _guided_decoder(9).eval()
+    z = torch.randn(3, 12)
+    with torch.no_grad():
+        before = decoder(z)
+    for layer in (decoder.fc, decoder.blocks[0][0], decoder.to_rgb[0]):
+        layer.weight.data.mul_(1.5)  # in place, its version counter unchanged
+    decoder.blocks[0][1].running_var.data.mul_(2)
+    with torch.no_grad():
+        after = decoder(z)
+    assert not torch.allclose(after, before, atol=1e-3)
+    assert torch.equal(after, _fresh_image(decoder, z))
+
+
+def test_partial_freeze_keeps_gradients_for_the_rest():
+    """With only the FC frozen, a pass in evaluation mode still gives gradients to the first
+    transposed convolution and both batch norms."""
+    decoder = _guided_decoder(10).eval()
+    decoder.fc.requires_grad_(False)
+    decoder(torch.randn(3, 12)).square().mean().backward()
+    for p in (decoder.blocks[0][0].weight, decoder.bn.weight, decoder.bn.bias,
+              decoder.blocks[0][1].weight, decoder.blocks[0][1].bias):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    assert decoder.fc.weight.grad is None
 
 
 def test_group_norm_decoder_has_no_fold():
     """GroupNorm normalises each image by its own statistics, which is not affine in z."""
     decoder = DCGANDecoder(12, 64, channels=32, norm="group").eval()
-    assert decoder._start_fold is None
+    assert not decoder.foldable and decoder.prepare_for_inference().start_fold is None
     with torch.no_grad():
         assert decoder(torch.randn(2, 12)).shape == (2, 3, 64, 64)
+
+
+def test_transplant_widens_a_decoder_given_bone_maps_at_zero():
+    """The paper's decoder transplanted into a guided one (run.init_match "shapes"): the
+    convolutions' new bone-map inputs start at zero weights, so the guided decoder draws the
+    same image, whatever its fresh keypoint MLP decodes."""
+    from handlatent.model.surgery import transplant
+    plain = _guided_decoder(11, guide="none").eval()
+    guided = DCGANDecoder(12, 64, channels=32, guide="bones", hidden=16).eval()
+    done = transplant(guided, plain.state_dict(), strict=False)
+    assert done.grown == ["blocks.0.0.weight", "blocks.1.0.weight", "to_rgb.0.weight"]
+    assert done.fresh == ["keypoints"]
+    z = torch.randn(2, 12)
+    with torch.no_grad():
+        assert torch.allclose(guided(z), plain(z), atol=1e-6)

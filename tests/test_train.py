@@ -22,7 +22,8 @@ from handlatent.model import build_model
 from handlatent.training.config import ConfigError, load_config
 from handlatent.training.data import DeterministicBatches
 from handlatent.training.schedule import LRSchedule
-from handlatent.training.train import initialise, train
+from handlatent.training.train import train
+from handlatent.training.warm_start import initialise
 
 SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.yaml"
 

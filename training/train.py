@@ -31,15 +31,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from handlatent.checkpoint import CheckpointError, load_checkpoint, load_model
+from handlatent.checkpoint import load_checkpoint
 from handlatent.data.crop import ReaderError
-from handlatent.model import DVAE, DVAELoss, ModelConfig, build_model, load_torchvision_resnet18
-from handlatent.model.growth import grow_state
+from handlatent.model import DVAE, DVAELoss, ModelConfig, build_model
 from handlatent.training import distributed
 from handlatent.training.config import ConfigError, TrainConfig, dump_config, to_dict
 from handlatent.training.decoder_stage import (DecoderStageLoss, train_crop_head,
@@ -48,6 +46,7 @@ from handlatent.training.data import (epoch_float, iterate_batches, make_loaders
                                       reader_problem, stop_workers, to_device)
 from handlatent.training.run_dir import BEST, LAST, METRICS, RunDir, say
 from handlatent.training.schedule import LRSchedule
+from handlatent.training.warm_start import initialise
 
 CHECKPOINT_FORMAT = "handlatent-train/1"
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -315,75 +314,6 @@ def resume_point(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | 
             raise ConfigError(f"{there!r} in the checkpoint, {here!r} now: a resumed run needs "
                               "the same", key)
     return ckpt
-
-
-def initialise(model: DVAE, cfg: TrainConfig, verbose: bool) -> None:
-    """A fresh run's starting weights: run.init_encoder (torchvision's ResNet-18) and run.init
-    (a handlatent checkpoint; with run.init_match "shapes", the tensors that fit)."""
-    if cfg.run.init_encoder:
-        load_torchvision_resnet18(model.image_encoder, cfg.run.init_encoder)
-    if cfg.run.init and cfg.run.init_match == "grow":
-        source = init_weights(cfg.run.init, cfg.model, "shapes")
-        state, fresh = grow_state(model, source.state_dict(), source.image_decoder.guided)
-        model.load_state_dict(state, strict=False)
-        if verbose:
-            parts = sorted({".".join(name.split(".")[:2]) for name in fresh})
-            say(f"run.init: grown from {cfg.run.init}; fresh: {', '.join(parts) or 'none'}")
-    elif cfg.run.init:
-        source = init_weights(cfg.run.init, cfg.model, cfg.run.init_match).state_dict()
-        own = model.state_dict()
-        taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-        grown = {k: w for k, v in source.items() if k in own and k not in taken
-                 and (w := widened(v, own[k], input_axis(model, k))) is not None}
-        model.load_state_dict(taken | grown, strict=cfg.run.init_match == "exact")
-        fresh = sorted({k.split(".")[0] for k in own if k not in taken and k not in grown})
-        if verbose and grown:
-            say(f"run.init: {len(grown)} tensors given new inputs, at zero: {', '.join(grown)}")
-        if verbose and fresh:
-            say(f"run.init: {len(taken)} of {len(own)} tensors from {cfg.run.init}; fresh "
-                f"where they differ: {', '.join(fresh)}")
-
-
-def input_axis(model: nn.Module, name: str) -> int | None:
-    """The axis of parameter `name` that runs over its layer's inputs (convolutions, linear
-    layers' weights), else None."""
-    module_name, _, leaf = name.rpartition(".")
-    module = model.get_submodule(module_name)
-    if leaf != "weight":
-        return None
-    if isinstance(module, nn.ConvTranspose2d):
-        return 0
-    return 1 if isinstance(module, (nn.Conv2d, nn.Linear)) else None
-
-
-def widened(old: torch.Tensor, new: torch.Tensor, axis: int | None) -> torch.Tensor | None:
-    """`old` in the leading slice of a zero tensor shaped like `new`, when the two differ only
-    in the input `axis`, longer in `new` (a layer given new inputs, e.g. the bone maps of a
-    guided decoder: at zero they change nothing, and they learn, as their inputs are not zero);
-    else None."""
-    differ = [i for i, (a, b) in enumerate(zip(old.shape, new.shape)) if a != b]
-    if axis is None or old.dim() != new.dim() or differ != [axis] \
-            or old.shape[axis] > new.shape[axis]:
-        return None
-    out = torch.zeros_like(new)
-    out.narrow(axis, 0, old.shape[axis]).copy_(old)
-    return out
-
-
-def init_weights(path: str, config: ModelConfig, match: str = "exact"):
-    """The model stored at `path` (run.init), refused in one line unless its config is `config`
-    (with match "shapes": unless its latent layout is `config`'s)."""
-    try:
-        model = load_model(path, device="cpu")
-    except CheckpointError as error:
-        raise ConfigError(str(error), "run.init") from None
-    if match in ("shapes", "grow") and model.layout != config.layout:
-        raise ConfigError(f"{path}: its latent layout {model.layout.to_dict()} differs from "
-                          f"this run's {config.layout.to_dict()}", "run.init")
-    if match == "exact" and model.config != config:
-        raise ConfigError(f"{path}: its model {model.config.to_dict()} differs from this run's "
-                          f"{config.to_dict()}", "run.init")
-    return model
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:

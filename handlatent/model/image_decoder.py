@@ -31,6 +31,8 @@ its size (`Refine`).
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -38,7 +40,6 @@ from handlatent.model.bone_maps import NUM_FINGERS, finger_maps
 from handlatent.model.mlp import MLP
 from handlatent.model.skeleton_projection import CropHead
 from handlatent.model.start_fold import StartFold, foldable
-from handlatent.model.weights_key import weights_frozen, weights_key
 from handlatent.skeleton import NUM_KEYPOINTS
 
 START_SIZE = 8  # Table 1 reshapes the FC output to 8 x 8 x channels
@@ -57,18 +58,29 @@ def _tconv(in_channels: int, out_channels: int, bias: bool) -> nn.ConvTranspose2
                               output_padding=1, bias=bias)
 
 
-def _phase_taps() -> torch.Tensor:
-    """(2, 2, 3, 3) indices into a 5x5 kernel flattened with a zero appended (index 25): the
-    taps of `_tconv` that output phase (row p, column q) applies at input offsets -1, 0, +1.
+NO_TAP = 25  # where a phase has no tap: the index of a zero appended to the 25 flattened taps
 
-    Output o = 2 i - 2 + k (padding 2), so phase p = o mod 2 takes taps k = p + 2 - 2 (j - 1)
-    for input offset j - 1: three taps on even outputs, two on odd ones (index 25 elsewhere).
+
+def _tap(phase: int, j: int) -> int | None:
+    """The tap (row or column of `_tconv`'s 5x5 kernel) by which output phase `phase` reads the
+    phase form's 3x3 window position `j`, or None where it reads none.
+
+    `_tconv` (stride 2, padding 2) adds input i times tap k to output 2 i - 2 + k, so output
+    2 m + phase reads input m + t through tap phase + 2 - 2 t; window position j reads input
+    m + j - 1 (a 3x3 convolution, padding 1), hence tap phase + 4 - 2 j, where it is in 0..4:
+    even outputs read three taps, odd ones two.
     """
-    taps = torch.full((2, 2, 3, 3), 25, dtype=torch.long)
-    for p, q, j, jj in ((p, q, j, jj) for p in (0, 1) for q in (0, 1)
-                        for j in range(3) for jj in range(3)):
-        k, l = p + 4 - 2 * j, q + 4 - 2 * jj
-        if 0 <= k < 5 and 0 <= l < 5:
+    k = phase + 4 - 2 * j
+    return k if 0 <= k < 5 else None
+
+
+def _phase_taps() -> torch.Tensor:
+    """(2, 2, 3, 3): for output phase (row p, column q) and window position (j, jj), the index of
+    the 5x5 kernel's tap (row k, column l) flattened row-major (5 k + l), or NO_TAP."""
+    taps = torch.full((2, 2, 3, 3), NO_TAP, dtype=torch.long)
+    for p, q, j, jj in itertools.product((0, 1), (0, 1), range(3), range(3)):
+        k, l = _tap(p, j), _tap(q, jj)
+        if k is not None and l is not None:
             taps[p, q, j, jj] = 5 * k + l
     return taps
 
@@ -79,39 +91,36 @@ class PhaseTConv5(nn.ConvTranspose2d):
 
     For the decoder's last stage (3 output channels) oneDNN's transposed convolution is the
     slow path: this form ran 1.7x faster at batch 1 and batch 56, and 1.3x faster forward and
-    backward in bf16 training at batch 32 (docs/model.md, "Decode cost")."""
+    backward in bf16 training at batch 32 (docs/model.md, "Decode cost").
+
+    The 3x3 kernel is built from the 5x5 weight at every call, except in a decoder prepared for
+    inference, which keeps one in `kept` (`DCGANDecoder.prepare_for_inference`)."""
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool) -> None:
         super().__init__(in_channels, out_channels, 5, stride=2, padding=2, output_padding=1,
                          bias=bias)
         self.register_buffer("taps", _phase_taps(), persistent=False)
-        self._frozen: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+        self.kept: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 (see the class)
-        kernel, bias = self._phase_weights(_memory_format(x))
+        kernel, bias = self.kept or self.phase_weights(_memory_format(x))
         phases = nn.functional.conv2d(x, kernel, bias, padding=1)  # (B, 4 C, H, W)
-        b, _, h, w = phases.shape  # pixel shuffle by hand: twice torch's speed, and an empty
+        # Pixel shuffle by hand: twice torch's speed, and an empty batch backpropagates.
+        b, _, h, w = phases.shape
         c_out = self.out_channels
-        return (phases.view(b, c_out, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)  # batch backprops
+        return (phases.view(b, c_out, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
                 .reshape(b, c_out, 2 * h, 2 * w))
 
-    def _phase_weights(self, memory_format: torch.memory_format
-                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The 3x3 kernel (4 C_out, C_in, 3, 3) and bias of the phase form. Built from the 5x5
-        weight at every call that may backpropagate; kept while the weights do not change
-        otherwise, so that decoding a latent does not rebuild it (nine operations)."""
-        frozen = weights_frozen(self.weight)
-        key = (weights_key([self.weight, self.bias]), memory_format,
-               torch.is_inference_mode_enabled())  # inference tensors serve inference alone
-        if frozen and self._frozen is not None and self._frozen[0] == key:
-            return self._frozen[1], self._frozen[2]
+    def phase_weights(self, memory_format: torch.memory_format
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The 3x3 kernel (4 C_out, C_in, 3, 3) in `memory_format` and the bias of the phase
+        form, built from the 5x5 weight (nine operations)."""
         c_in, c_out = self.in_channels, self.out_channels
         kernel = torch.cat([self.weight.reshape(c_in, c_out, 25),
                             self.weight.new_zeros(c_in, c_out, 1)], 2)[..., self.taps]
         kernel = kernel.permute(1, 2, 3, 0, 4, 5).reshape(4 * c_out, c_in, 3, 3)
         kernel = kernel.contiguous(memory_format=memory_format)
         bias = None if self.bias is None else self.bias.repeat_interleave(4)
-        self._frozen = (key, kernel, bias) if frozen else None
         return kernel, bias
 
 
@@ -199,9 +208,50 @@ class DCGANDecoder(nn.Module):
         self.to_rgb = nn.Sequential(
             PhaseTConv5(last_in, 3, bias=True) if upsample == "tconv5"
             else _doubling(upsample, last_in, 3, bias=True), SigmoidTanh())
-        self._start_fold = (StartFold(self.fc, self.bn, self.blocks[0], channels, START_SIZE)
-                            if len(self.blocks) and foldable(self.fc, self.bn, self.blocks[0])
-                            else None)
+        self.foldable = bool(len(self.blocks)) and foldable(self.fc, self.bn, self.blocks[0])
+        self.prepared = False  # for inference: see prepare_for_inference
+        self.start_fold: StartFold | None = None
+        self.register_load_state_dict_post_hook(_rebuild_after_load)
+
+    def prepare_for_inference(self) -> DCGANDecoder:
+        """Evaluation mode, every weight frozen (requires_grad False), and two parts derived
+        from the weights built once, as decoding a latent does not need them rebuilt: the
+        folded start (start_fold.py, where `foldable`) and the last stage's phase kernel.
+
+        Loading a state dict or moving the decoder (`to`, `half`) rebuilds them; `train()`
+        drops them and makes every weight trainable again. A write that bypasses both (through
+        `.data`, or `copy_` into a weight) is not seen: prepare again after one. Training never
+        uses a prepared decoder, so an optimiser step, an EMA or a partial freeze never meets
+        a derived part (checkpoint.for_inference prepares the copies that decode)."""
+        self.eval().requires_grad_(False)
+        self.prepared = True
+        self._build_inference_parts()
+        return self
+
+    def _build_inference_parts(self) -> None:
+        """The parts `prepare_for_inference` keeps, from the weights as they are now."""
+        self.start_fold = (StartFold.build(self.fc, self.bn, self.blocks[0], self.channels,
+                                           START_SIZE) if self.foldable else None)
+        last = self.to_rgb[0]
+        if isinstance(last, PhaseTConv5):
+            with torch.inference_mode(False), torch.no_grad():  # plain tensors, kept
+                last.kept = last.phase_weights(_memory_format(last.weight))
+
+    def train(self, mode: bool = True) -> DCGANDecoder:
+        """nn.Module.train; training mode also undoes `prepare_for_inference`."""
+        if mode and self.prepared:
+            self.prepared, self.start_fold = False, None
+            if isinstance(self.to_rgb[0], PhaseTConv5):
+                self.to_rgb[0].kept = None
+            self.requires_grad_(True)
+        return super().train(mode)
+
+    def _apply(self, fn, recurse: bool = True) -> DCGANDecoder:  # noqa: ANN001 (torch's)
+        """nn.Module._apply (to, half, cuda, ...), then the prepared parts built anew."""
+        super()._apply(fn, recurse)
+        if self.prepared:
+            self._build_inference_parts()
+        return self
 
     def draw(self, z: torch.Tensor, guide: torch.Tensor | None = None
              ) -> dict[str, torch.Tensor]:
@@ -217,9 +267,9 @@ class DCGANDecoder(nn.Module):
                 finger_maps(uv if guide is None else guide,
                             [START_SIZE << i for i in range(len(stages))]))
         first = 0
-        if self._folds():  # FC, normalisation and the first stage as one matrix
-            memory_format = _memory_format(self.blocks[0][0].weight)
-            x = stages[0][2](self._start_fold(z, maps[0], memory_format))
+        if self.start_fold is not None:  # FC, normalisation and the first stage as one matrix
+            conv, _, relu = self.blocks[0]
+            x = relu(self.start_fold(z, maps[0], _memory_format(conv.weight)))
             x = self._refined(0, x, maps)
             first = 1
         else:
@@ -247,12 +297,6 @@ class DCGANDecoder(nn.Module):
             x = block(x, below)
         return x
 
-    def _folds(self) -> bool:
-        """Whether this call decodes through the folded start (start_fold.py): in evaluation
-        mode, where no gradient reaches the weights."""
-        return (self._start_fold is not None and not self.training
-                and weights_frozen(self.fc.weight))
-
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """The image alone (see `draw`)."""
         return self.draw(z)["image"]
@@ -265,3 +309,9 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
             and not x.is_contiguous():
         return torch.channels_last
     return torch.contiguous_format
+
+
+def _rebuild_after_load(decoder: DCGANDecoder, _incompatible_keys: object) -> None:
+    """A state dict loaded into a prepared decoder: its derived parts follow the new weights."""
+    if decoder.prepared:
+        decoder._build_inference_parts()

@@ -20,7 +20,6 @@ from handlatent.skeleton import compose
 
 # "uv" only where the image decoder is bone-guided (it decodes the 2-D keypoints it draws along).
 RECONSTRUCTIONS = ("image", "cpose", "viewpoint", "xyz", "uv")
-KEYPOINT_HEAD = "image_decoder.keypoints."  # the guided decoder's 2-D keypoint MLP
 SIGMA_FLOOR = 1e-3  # smallest sigma (in [-1, 1] units) the calibrated image likelihood assumes
 
 
@@ -150,6 +149,15 @@ def _weighted(terms: Mapping[str, torch.Tensor], cfg: LossConfig) -> torch.Tenso
             + beta_z_u * terms.get("kl_z_u", 0.0))
 
 
+def _fixed_decoders(model: DVAE) -> dict[str, torch.Tensor]:
+    """The model's parameters for the embedding step's decode (`model(z)`): all detached
+    (fixed), except a guided decoder's keypoint MLP's, which learns from the image's z too: it
+    holds what the labels' latents lack (the crop's jitter, the side)."""
+    keypoints = model.image_decoder.keypoints
+    learning = set() if keypoints is None else {id(p) for p in keypoints.parameters()}
+    return {name: p if id(p) in learning else p.detach() for name, p in model.named_parameters()}
+
+
 def dvae_loss(model: DVAE, batch: Mapping[str, torch.Tensor], cfg: LossConfig
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """-(ELBO_dis + ELBO_emb) on a batch, and its terms named "dis/image", "emb/kl_z_u", ...
@@ -205,11 +213,7 @@ def dvae_loss(model: DVAE, batch: Mapping[str, torch.Tensor], cfg: LossConfig
                       {**targets, "image": image[labelled]}, dis_posterior, batch_size, cfg,
                       on_labelled(mask))
 
-    # The decoders are fixed here, except a guided decoder's keypoint MLP: it learns from the
-    # image's z too, which holds what the labels' latents lack (the crop's jitter, the side).
-    fixed = {name: p if name.startswith(KEYPOINT_HEAD) else p.detach()
-             for name, p in model.named_parameters()}
-    decoded = functional_call(model, fixed, (z_x,), {"is_right": is_right})
+    decoded = functional_call(model, _fixed_decoders(model), (z_x,), {"is_right": is_right})
     emb = _step_terms({name: on_labelled(decoded[name]) for name in decoded if name != "image"}
                       | {"image": decoded["image"]}, targets, x_posterior, batch_size, cfg, mask)
 

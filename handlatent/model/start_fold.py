@@ -1,4 +1,4 @@
-"""The image decoder's start folded into one matrix for decoding without gradients.
+"""The image decoder's start folded into one matrix, for a decoder prepared for inference.
 
 From z to the first doubling stage's normalised output everything is affine while BatchNorm
 uses its running statistics: FC -> reshape -> BatchNorm -> transposed convolution (of the
@@ -6,14 +6,18 @@ latent's channels) -> BatchNorm. At batch 1 that chain costs the FC's matrix plu
 multiply-add convolution over an 8 x 8 input; folded, it is one (S1 * S1 * C1, d) matrix times
 z (4 MiB at 128 channels), plus the convolution of the five bone maps' channels alone where the
 decoder is guided. The same outputs to float rounding (folded in float64); the ReLU follows.
+
+A fold is a snapshot of the weights it was built from: only a decoder prepared for inference
+(`DCGANDecoder.prepare_for_inference`) builds one, and that decoder rebuilds it whenever its
+weights are loaded or moved and drops it when it trains again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
-
-from handlatent.model.weights_key import weights_key
 
 
 def foldable(fc: nn.Linear, norm: nn.Module, stage: nn.Module) -> bool:
@@ -26,67 +30,58 @@ def foldable(fc: nn.Linear, norm: nn.Module, stage: nn.Module) -> bool:
                     for n in (norm, norm2)))
 
 
+@dataclass(frozen=True)
 class StartFold:
-    """Folded form of a decoder's start (module docstring), built on first use and kept while
-    the weights and running statistics it was built from stay (their versions and storage)."""
+    """The folded start: z (B, d) times `matrix` plus `bias` gives the first stage's normalised
+    output; `map_weight` convolves the bone maps' channels (None for an unguided decoder)."""
 
-    def __init__(self, fc: nn.Linear, norm: nn.BatchNorm2d, stage: nn.Sequential,
-                 channels: int, side: int) -> None:
-        self.fc, self.norm, self.conv, self.norm2 = fc, norm, stage[0], stage[1]
-        self.channels, self.side = channels, side  # FC output: channels x side x side; the
-        # stage's inputs beyond `channels` are bone maps
-        self._built: tuple[tuple, torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+    matrix: torch.Tensor            # (S1 * S1 * C1, d), rows ordered (y, x, channel)
+    bias: torch.Tensor              # (S1 * S1 * C1,)
+    map_weight: torch.Tensor | None  # (5, C1, k, k): the bone maps' part of the stage's kernel
+    conv: nn.ConvTranspose2d        # the folded stage's convolution (its stride and padding)
+    side: int                       # S1: the stage's output side
+
+    @classmethod
+    def build(cls, fc: nn.Linear, norm: nn.BatchNorm2d, stage: nn.Sequential,
+              channels: int, side: int) -> StartFold:
+        """Fold `fc` (output `channels` x `side` x `side`) -> `norm` -> `stage`'s convolution
+        and normalisation, in float64, into tensors of the FC's dtype. The stage's inputs beyond
+        `channels` are bone maps: their part of the kernel is kept apart, scaled like the rest."""
+        conv, norm2 = stage[0], stage[1]
+        with torch.inference_mode(False), torch.no_grad():  # plain tensors, kept
+            dtype = fc.weight.dtype
+            scale0, shift0 = _affine(norm)
+            scale1, shift1 = _affine(norm2)
+            # The FC's columns and bias as side x side images of its channels, normalised.
+            columns = (fc.weight.double().t().reshape(-1, channels, side, side)
+                       * scale0[:, None, None])
+            start = (fc.bias.double().reshape(1, channels, side, side) * scale0[:, None, None]
+                     + shift0[:, None, None])
+            kernel = conv.weight.double()
+            images = nn.functional.conv_transpose2d(
+                torch.cat([columns, start]), kernel[:channels], stride=conv.stride,
+                padding=conv.padding, output_padding=conv.output_padding)
+            images = images * scale1[:, None, None]
+            images[-1] += shift1[:, None, None]
+            flat = images.permute(0, 2, 3, 1).reshape(len(images), -1)  # (d + 1, S1 S1 C1)
+            map_weight = (None if kernel.shape[0] == channels
+                          else (kernel[channels:] * scale1[:, None, None]).to(dtype))
+            return cls(flat[:-1].t().contiguous().to(dtype), flat[-1].to(dtype), map_weight,
+                       conv, images.shape[-1])
 
     def __call__(self, z: torch.Tensor, maps: torch.Tensor | None,
                  memory_format: torch.memory_format) -> torch.Tensor:
         """The first stage's output after its normalisation, before the ReLU: (B, C1, S1, S1)
         in `memory_format`, from z (B, d) and the stage's bone maps (B, 5, 8, 8) or None."""
-        matrix, bias, map_weight = self._weights()
-        c1, s1 = self.conv.out_channels, 2 * self.side
-        out = torch.addmm(bias, z.to(matrix.dtype), matrix.t())  # rows ordered (y, x, channel)
+        c1, s1 = self.conv.out_channels, self.side
+        out = torch.addmm(self.bias, z.to(self.matrix.dtype), self.matrix.t())
         out = out.view(-1, s1, s1, c1).permute(0, 3, 1, 2)  # channels_last strides, no copy
-        if map_weight is not None:
+        if self.map_weight is not None:
             out = out + nn.functional.conv_transpose2d(
-                maps.to(out.dtype).contiguous(memory_format=memory_format), map_weight,
+                maps.to(out.dtype).contiguous(memory_format=memory_format), self.map_weight,
                 stride=self.conv.stride, padding=self.conv.padding,
                 output_padding=self.conv.output_padding)
         return out.contiguous(memory_format=memory_format)
-
-    def _tensors(self) -> list[torch.Tensor]:
-        # A training pass updates the running statistics without bumping their versions;
-        # it bumps num_batches_tracked's.
-        norms = [t for n in (self.norm, self.norm2) for t in
-                 (n.weight, n.bias, n.running_mean, n.running_var, n.num_batches_tracked)]
-        return [self.fc.weight, self.fc.bias, self.conv.weight, *norms]
-
-    def _weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        key = weights_key(self._tensors())
-        if self._built is None or self._built[0] != key:
-            with torch.inference_mode(False), torch.no_grad():  # plain tensors, kept
-                self._built = (key, *self._fold())
-        return self._built[1], self._built[2], self._built[3]
-
-    def _fold(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(matrix (S1 S1 C1, d), bias (S1 S1 C1,), bone maps' kernel or None), in float64
-        while folding and the FC's dtype after."""
-        dtype, c, side = self.fc.weight.dtype, self.channels, self.side
-        scale0, shift0 = _affine(self.norm)
-        scale1, shift1 = _affine(self.norm2)
-        # The FC's columns and bias as 8 x 8 images of the latent's channels, normalised.
-        columns = self.fc.weight.double().t().reshape(-1, c, side, side) * scale0[:, None, None]
-        start = (self.fc.bias.double().reshape(1, c, side, side) * scale0[:, None, None]
-                 + shift0[:, None, None])
-        kernel = self.conv.weight.double()
-        images = nn.functional.conv_transpose2d(
-            torch.cat([columns, start]), kernel[:c], stride=self.conv.stride,
-            padding=self.conv.padding, output_padding=self.conv.output_padding)
-        images = images * scale1[:, None, None]
-        images[-1] += shift1[:, None, None]
-        flat = images.permute(0, 2, 3, 1).reshape(len(images), -1)  # (d + 1, S1 S1 C1)
-        map_weight = None
-        if kernel.shape[0] > c:  # bone maps: their channels' kernel, scaled like the rest
-            map_weight = (kernel[c:] * scale1[:, None, None]).to(dtype)
-        return flat[:-1].t().contiguous().to(dtype), flat[-1].to(dtype), map_weight
 
 
 def _affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
