@@ -23,6 +23,7 @@ from handlatent.explorer.figures import BACKGROUND, draw_skeleton, upscale
 from handlatent.explorer.images import ImageError, ImageSource, PreparedImage, prepare_image
 from handlatent.explorer.stats import images_to_tensor
 from handlatent.model import DVAE
+from handlatent.photo_crop import CropBox, to_photo_frame
 from handlatent.skeleton import BONES, KEYPOINT_NAMES
 
 FORMAT = "handlatent-estimate"
@@ -39,13 +40,15 @@ CONVENTIONS = {
            "that bone in metres gives metres",
     "cpose": "canonical pose (21 x 3), bone units, always a left hand in the hand's own frame",
     "viewpoint": "rotation (3 x 3) with xyz = cpose @ viewpoint (points as row vectors)",
-    "handedness": "not estimated: the model decodes every hand as a left hand; for a right "
-                  "hand negate the z column of cpose before composing "
-                  "(handlatent.skeleton.compose(cpose, viewpoint, is_right=True))",
+    "handedness": "not estimated: the model decodes every hand as a left hand. With --side "
+                  "right (crop.side) the crop was mirrored for the model and xyz and viewpoint "
+                  "are mirrored back: xyz is the right hand as the photo shows it, = "
+                  "handlatent.skeleton.compose(cpose, viewpoint, is_right=True)",
     "latent": "posterior q(z | image) of the whole latent z = [z_y1 | z_y2 | z_u]: mean (what "
               "xyz is decoded from) and log-variance",
     "crop": "box (left, top, right, bottom) in pixels of the upright image (EXIF rotation "
-            "applied, full resolution): the centre square resized to the model's input size",
+            "applied, full resolution): the square (--box, default the centre square) resized "
+            "to the model's input size; side: the hand's side (right: the crop was mirrored)",
 }
 
 
@@ -56,9 +59,10 @@ class PoseEstimate:
     prepared: PreparedImage
     mean: np.ndarray        # (d,) float32: posterior mean, the estimate's latent
     logvar: np.ndarray      # (d,) float32: posterior log-variance
-    xyz: np.ndarray         # (21, 3) float32: root-relative 3D pose, bone units
-    cpose: np.ndarray       # (21, 3) float32
-    viewpoint: np.ndarray   # (3, 3) float32
+    xyz: np.ndarray         # (21, 3) float32: root-relative 3D pose, bone units, the photo's
+    #                         frame (mirrored back for a right hand)
+    cpose: np.ndarray       # (21, 3) float32 (a left hand, as the model decodes it)
+    viewpoint: np.ndarray   # (3, 3) float32: xyz = compose(cpose, viewpoint, is_right)
     reconstruction: np.ndarray | None  # (S, S, 3) uint8 decoded image, when asked for
 
 
@@ -76,6 +80,7 @@ def estimate_batch(model: DVAE, prepared: Sequence[PreparedImage], *,
 
     `model` is in eval mode (as `load_model` gives it), so an image's result does not depend on
     its batch. The pose comes from the pose decoders; `reconstruct` also runs the image decoder.
+    A right hand's crop was mirrored: its xyz and viewpoint are mirrored back to the photo.
     """
     if not prepared:
         return []
@@ -85,16 +90,21 @@ def estimate_batch(model: DVAE, prepared: Sequence[PreparedImage], *,
         pose = {k: v.float().cpu().numpy() for k, v in model.decode_pose(mean).items()}
         images = to_uint8_images(model.image_decoder(mean)) if reconstruct else None
         mean, logvar = mean.float().cpu().numpy(), logvar.float().cpu().numpy()
-    return [PoseEstimate(prepared=p, mean=mean[i], logvar=logvar[i], xyz=pose["xyz"][i],
-                         cpose=pose["cpose"][i], viewpoint=pose["viewpoint"][i],
-                         reconstruction=None if images is None else images[i])
-            for i, p in enumerate(prepared)]
+    results = []
+    for i, p in enumerate(prepared):
+        xyz, viewpoint = to_photo_frame(pose["xyz"][i], pose["viewpoint"][i], p.side)
+        results.append(PoseEstimate(prepared=p, mean=mean[i], logvar=logvar[i], xyz=xyz,
+                                    cpose=pose["cpose"][i], viewpoint=viewpoint,
+                                    reconstruction=None if images is None else images[i]))
+    return results
 
 
 def estimate_images(model: DVAE, sources: Iterable[ImageSource], *, batch_size: int = 16,
-                    reconstruct: bool = False) -> Iterator[PoseEstimate | ImageFailure]:
+                    reconstruct: bool = False, box: CropBox | None = None,
+                    side: str = "left") -> Iterator[PoseEstimate | ImageFailure]:
     """One result per source, in order: a `PoseEstimate`, or an `ImageFailure` for a source
-    that `prepare_image` refuses (missing, empty, corrupt, not an image, too large)."""
+    that `prepare_image` refuses (missing, empty, corrupt, not an image, too large, `box`
+    not inside it). `box` and `side` crop every source (handlatent.photo_crop)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     size = model.config.image_size
@@ -103,7 +113,7 @@ def estimate_images(model: DVAE, sources: Iterable[ImageSource], *, batch_size: 
         results: list[PreparedImage | ImageFailure] = []
         for source in chunk:
             try:
-                results.append(prepare_image(source, size))
+                results.append(prepare_image(source, size, box=box, side=side))
             except ImageError as error:
                 results.append(ImageFailure(source, str(error)))
         estimates = iter(estimate_batch(
@@ -134,7 +144,7 @@ def estimate_record(estimate: PoseEstimate, path: str) -> dict[str, Any]:
     return {"path": path,
             "size": list(p.original_size),
             "crop": {"box": [round(v, 2) for v in p.crop_box], "image_size": list(p.upright_size),
-                     "resized_to": int(p.model_input.shape[0])},
+                     "resized_to": int(p.model_input.shape[0]), "side": p.side},
             "xyz": _floats(estimate.xyz),
             "cpose": _floats(estimate.cpose),
             "viewpoint": _floats(estimate.viewpoint),
@@ -144,7 +154,7 @@ def estimate_record(estimate: PoseEstimate, path: str) -> dict[str, Any]:
 def overlay(estimate: PoseEstimate) -> np.ndarray:
     """A uint8 picture of one estimate, left to right: the crop the encoder saw, the decoded
     image, and the decoded 3D pose drawn as seen by the camera ("front") and from the side
-    (each drawing fitted to its panel).
+    (each drawing fitted to its panel); all in the photo's frame (a right hand unmirrored).
 
     Needs `estimate.reconstruction` (estimate with `reconstruct=True`).
     """
@@ -153,8 +163,9 @@ def overlay(estimate: PoseEstimate) -> np.ndarray:
     size = estimate.prepared.model_input.shape[0]
     factor = max(1, math.ceil(OVERLAY_PANEL / size))
     panel = size * factor
-    panels = [upscale(estimate.prepared.model_input, factor),
-              upscale(estimate.reconstruction, factor),
+    unmirror = (lambda a: a[:, ::-1]) if estimate.prepared.side == "right" else (lambda a: a)
+    panels = [upscale(unmirror(estimate.prepared.model_input), factor),
+              upscale(unmirror(estimate.reconstruction), factor),
               draw_skeleton(estimate.xyz, panel, "front"),
               draw_skeleton(estimate.xyz, panel, "side")]
     gap = np.empty((panel, OVERLAY_GAP, 3), dtype=np.uint8)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from handlatent.cli_errors import one_line, report_unexpected
+from handlatent.photo_crop import SIDES, CropBox, parse_box
 
 PROG = "handlatent-estimate"
 EXIT_FAILED = 1   # some images could not be estimated
@@ -49,6 +50,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _box(text: str) -> CropBox:
+    try:
+        return parse_box(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
@@ -66,6 +74,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--overlays", metavar="DIR",
                    help="also write a PNG per image: input crop | decoded image | skeleton "
                         "from the camera | from the side")
+    p.add_argument("--box", type=_box, metavar="X,Y,SIZE",
+                   help="crop every image to this square (pixels of the upright image: top-left "
+                        "corner and side), as the explorer's crop step; default the centre "
+                        "square")
+    p.add_argument("--side", choices=SIDES, default="left",
+                   help="the hand's side: right hands are mirrored for the model and their "
+                        "pose mirrored back (default left)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return p.parse_args(argv)
 
@@ -253,7 +268,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {problem}", file=sys.stderr)
     start = time.perf_counter()
     results = estimate_images(model, inputs.files, batch_size=args.batch_size,
-                              reconstruct=outputs.overlays is not None)
+                              reconstruct=outputs.overlays is not None, box=args.box,
+                              side=args.side)
     with tqdm(results, total=len(inputs.files), unit="img", desc="estimating",
               file=sys.stderr, dynamic_ncols=True, disable=args.quiet or None) as bar:
         for path, result in zip(inputs.files, bar):

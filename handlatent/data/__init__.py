@@ -2,7 +2,8 @@
 
 A spec is a path, optionally with a kind prefix: ``PATH`` or ``synth:PATH`` open a directory
 written by ``handlatent-synth`` (:class:`handlatent.data.synthetic.SyntheticHandDataset`). Readers
-for real datasets (``rhd:``, ``stb:``) are added with :func:`register_reader`. Every dataset's
+for real datasets (``rhd:``, ``stb:``, ``labels:``: a label folder written by the explorer,
+also found from a plain path to it) are added with :func:`register_reader`. Every dataset's
 items are dicts with the keys of ``SyntheticHandDataset`` (``labelled`` tells whether the 3D
 labels are real).
 """
@@ -51,17 +52,28 @@ def _open_stb(path, **kwargs):
     return open_stb(path, **kwargs)
 
 
+def _open_labels(path, **kwargs):
+    from handlatent.data.labelled import open_labels
+
+    return open_labels(path, **kwargs)
+
+
 register_reader("rhd", _open_rhd)  # handlatent/data/rhd.py
 register_reader("stb", _open_stb)  # handlatent/data/stb.py
+register_reader("labels", _open_labels)  # handlatent/data/labelled.py: the explorer's labels
 # Readers of real photographs crop the hand to `size` pixels: callers pass the model's size.
-CROPPING_READERS = frozenset({"rhd", "stb"})
+CROPPING_READERS = frozenset({"rhd", "stb", "labels"})
+LABELS_INDEX = "labels.json"   # a plain path to a folder holding it is a label folder
 
 
 def spec_kind(spec) -> str:
-    """The reader kind `open_dataset(spec)` uses: the `KIND:` prefix, or "synth" for a path."""
+    """The reader kind `open_dataset(spec)` uses: the `KIND:` prefix, or for a plain path
+    "labels" (a folder holding labels.json) or "synth"."""
     s = os.fspath(spec)
     m = _PREFIX.match(s)
-    return m.group(1) if m is not None and not os.path.exists(s) else "synth"
+    if m is not None and not os.path.exists(s):
+        return m.group(1)
+    return "labels" if os.path.isfile(os.path.join(s, LABELS_INDEX)) else "synth"
 
 
 def open_dataset(spec, **kwargs):
@@ -78,4 +90,4 @@ def open_dataset(spec, **kwargs):
         if not path:
             raise ValueError(f"{s}: no path after '{kind}:'")
         return _READERS[kind](path, **kwargs)
-    return _READERS["synth"](s, **kwargs)
+    return _READERS[spec_kind(s)](s, **kwargs)

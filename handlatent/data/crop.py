@@ -106,12 +106,13 @@ def warp(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
 
 def crop_item(image: np.ndarray, xyz: np.ndarray, k: np.ndarray, visible: np.ndarray,
               is_right: bool, size: int, margin: float = DEFAULT_MARGIN,
-              aug: Augmentation = IDENTITY) -> dict[str, torch.Tensor]:
+              aug: Augmentation = IDENTITY,
+              box: tuple[np.ndarray, float] | None = None) -> dict[str, torch.Tensor]:
     """One dataset item (the keys and dtypes of SyntheticHandDataset) from a source photograph.
 
     image: uint8 (H, W, 3); xyz: (21, 3) metres, camera frame, RHD order, palm at 0; k: (3, 3)
-    source intrinsics; visible: (21,) bool. The crop box comes from the projected keypoints
-    (`crop_box`), `aug` zooms, shifts and turns it and shifts the hue. Raises ValueError for a
+    source intrinsics; visible: (21,) bool. The crop box (centre, side) is `box`, or comes from
+    the projected keypoints (`crop_box`); `aug` zooms, shifts and turns it and shifts the hue. Raises ValueError for a
     hand that cannot be canonicalised (non-finite or degenerate keypoints).
     """
     xyz = np.asarray(xyz, np.float64)
@@ -119,7 +120,8 @@ def crop_item(image: np.ndarray, xyz: np.ndarray, k: np.ndarray, visible: np.nda
     uv_source = project(k, xyz)
     if not np.all(np.isfinite(uv_source)) or np.any(xyz[:, 2] <= 0):
         raise ValueError("keypoints behind the camera or not finite")
-    centre, side = crop_box(uv_source, visible, image.shape[:2], margin)
+    centre, side = box if box is not None else crop_box(uv_source, visible, image.shape[:2],
+                                                        margin)
     side /= aug.zoom
     centre = centre + np.asarray(aug.shift) * side / size
     m = crop_matrix(centre, side, size, aug.angle)
@@ -310,6 +312,10 @@ class CroppedHandDataset(Dataset):
         image's path) of sample `index`; ReaderError for an unreadable file."""
         raise NotImplementedError  # pragma: no cover
 
+    def _box(self, image: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """The crop box (centre, side) of a sample's image; None: around its keypoints."""
+        return None
+
     def with_augment(self, cfg, seed=0) -> "CroppedHandDataset":
         """A copy that augments each `(index, epoch)` as `cfg` (an AugmentConfig) says, drawn
         from rng_for((*seed,), epoch, index); `cfg` None or disabled: no augmentation."""
@@ -329,7 +335,8 @@ class CroppedHandDataset(Dataset):
         """Sample `index` with augmentation `aug`; ReaderError (naming the file) if unusable."""
         image, xyz, k, visible, is_right, where = self._load(index)
         try:
-            return crop_item(image, xyz, k, visible, is_right, self.size, self.margin, aug)
+            return crop_item(image, xyz, k, visible, is_right, self.size, self.margin, aug,
+                             self._box(image))
         except ValueError as err:
             raise ReaderError(f"{where}: unusable labels ({str(err).splitlines()[0]})") from None
 

@@ -1,12 +1,27 @@
-"""Undo/redo of latent states, with edits (a slider drag) collapsed into one step."""
+"""Undo/redo of latent states, with edits (a slider drag) collapsed into one step, and of
+actions outside the latent (a saved label) in the same order."""
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Union
 
 import numpy as np
 
 DEFAULT_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Action:
+    """A change outside the latent, kept in the history: `undo` reverts it, `redo` repeats it."""
+
+    name: str
+    undo: Callable[[], None]
+    redo: Callable[[], None]
+
+
+Step = Union[np.ndarray, Action]
 
 
 class History:
@@ -22,8 +37,8 @@ class History:
         if limit < 1:
             raise ValueError(f"history limit must be >= 1, got {limit}")
         self.limit = limit
-        self._undo: deque[np.ndarray] = deque(maxlen=limit)
-        self._redo: list[np.ndarray] = []
+        self._undo: deque[Step] = deque(maxlen=limit)
+        self._redo: list[Step] = []
         self._depth = 0
         self._edit_start: np.ndarray | None = None
 
@@ -55,6 +70,11 @@ class History:
         self._undo.append(np.array(previous, dtype=np.float32))
         self._redo.clear()
 
+    def record_action(self, action: Action) -> None:
+        """Remember an action that was just done (undo reverts it) and forget the redo stack."""
+        self._undo.append(action)
+        self._redo.clear()
+
     def begin(self, current: np.ndarray) -> None:
         """Open an edit (nested edits belong to the outermost one)."""
         if self._depth == 0:
@@ -82,16 +102,27 @@ class History:
         self._depth = 1
         return self.end(current)
 
-    def undo(self, current: np.ndarray) -> np.ndarray | None:
-        """The state to return to (`current` goes to the redo stack), or None if none."""
+    def undo(self, current: np.ndarray) -> Step | None:
+        """The state to return to (`current` goes to the redo stack), or the action to revert
+        (it goes to the redo stack itself), or None if none."""
         if not self._undo:
             return None
-        self._redo.append(np.array(current, dtype=np.float32))
-        return self._undo.pop()
+        step = self._undo.pop()
+        self._redo.append(step if isinstance(step, Action) else
+                          np.array(current, dtype=np.float32))
+        return step
 
-    def redo(self, current: np.ndarray) -> np.ndarray | None:
-        """The state undone last (`current` goes back to the undo stack), or None if none."""
+    def redo(self, current: np.ndarray) -> Step | None:
+        """The state undone last (`current` goes back to the undo stack), or the action to
+        repeat, or None if none."""
         if not self._redo:
             return None
-        self._undo.append(np.array(current, dtype=np.float32))
-        return self._redo.pop()
+        step = self._redo.pop()
+        self._undo.append(step if isinstance(step, Action) else
+                          np.array(current, dtype=np.float32))
+        return step
+
+    def put_back(self, step: Step, undone: bool) -> None:
+        """Return an action that failed to undo (`undone`) or redo to where it was."""
+        (self._redo if undone else self._undo).pop()
+        (self._undo if undone else self._redo).append(step)

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from handlatent.cli_errors import one_line
+from handlatent.photo_crop import CropBox, PhotoCropError, check_box, check_side, crop_photo
 
 if TYPE_CHECKING:
     from handlatent.explorer.decoder import Decoded
@@ -47,6 +48,8 @@ class PreparedImage:
     upright_size: tuple[int, int]  # (width, height) after EXIF rotation, full resolution
     crop_box: tuple[float, float, float, float]  # (left, top, right, bottom) of the square
     #   that became model_input, in pixels of the upright full-resolution image
+    box: CropBox | None = None  # the user's box (handlatent.photo_crop); None: centre square
+    side: str = "left"         # "right": model_input is the box's crop mirrored left-right
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,25 @@ class LoadedImage:
     thumbnail: np.ndarray      # (h, w, 3) uint8: the whole image, longest side <= THUMBNAIL_SIZE
     model_input: np.ndarray    # (S, S, 3) uint8: what the encoder saw
     z: np.ndarray              # (d,) float32: posterior mean of q(z | model_input)
-    decoded: Decoded           # the decoding of z
+    decoded: Decoded           # the decoding of z (the model's frame: a right hand mirrored)
+    box: CropBox | None = None  # the user's box in the upright photo; None: centre square
+    side: str = "left"         # the hand's side; "right": model_input is mirrored
+    upright_size: tuple[int, int] | None = None  # (width, height) the box refers to
+
+    @classmethod
+    def from_prepared(cls, prepared: PreparedImage, z: np.ndarray,
+                      decoded: Decoded) -> LoadedImage:
+        """A slot's image from the prepared pixels, their encoding and its decoding."""
+        return cls(path=prepared.path, original_size=prepared.original_size,
+                   thumbnail=prepared.thumbnail, model_input=prepared.model_input, z=z,
+                   decoded=decoded, box=prepared.box, side=prepared.side,
+                   upright_size=prepared.upright_size)
 
     @property
     def label(self) -> str:
-        """A short name for display: the file name, or "array"."""
-        return self.path.name if self.path is not None else "array"
+        """A short name for display: the file name, or "array"; a right hand says so."""
+        name = self.path.name if self.path is not None else "array"
+        return f"{name} · right hand (mirrored)" if self.side == "right" else name
 
 
 def _label(source: ImageSource) -> str:
@@ -238,11 +254,17 @@ def thumbnail(im: Image.Image, max_side: int = THUMBNAIL_SIZE) -> np.ndarray:
     return np.asarray(th, dtype=np.uint8).copy()
 
 
-def prepare_image(source: ImageSource, size: int, *,
-                  max_pixels: int = MAX_PIXELS) -> PreparedImage:
-    """Read `source` and crop it for a model taking `size` px images (raises ImageError)."""
-    im, original_size = read_image(source, needed=max(size, THUMBNAIL_SIZE),
-                                   max_pixels=max_pixels)
+def prepare_image(source: ImageSource, size: int, *, box: CropBox | None = None,
+                  side: str = "left", max_pixels: int = MAX_PIXELS) -> PreparedImage:
+    """Read `source` and crop it for a model taking `size` px images (raises ImageError).
+
+    Without `box`, the centre square; with one (pixels of the upright full-resolution image,
+    handlatent.photo_crop), that square, which must lie inside the image. `side` "right"
+    mirrors the crop so that the encoder sees a left hand, the model's canonical hand.
+    """
+    check_side(side)
+    im, original_size = read_image(source, needed=max(size, THUMBNAIL_SIZE) if box is None
+                                   else 1 << 20, max_pixels=max_pixels)
     path = Path(source) if isinstance(source, (str, os.PathLike)) else None
     w, h = im.size  # upright; JPEGs may have been decoded at 1/2, 1/4 or 1/8 of full size
     stored_w, stored_h = original_size
@@ -250,7 +272,20 @@ def prepare_image(source: ImageSource, size: int, *,
     # equal up to the JPEG reduction's rounding, and the box is the whole image either way
     upright = (stored_h, stored_w) if (w - h) * (stored_w - stored_h) < 0 else original_size
     sx, sy = upright[0] / w, upright[1] / h
-    left, top, right, bottom = centre_square(w, h)
+    if box is None:
+        left, top, right, bottom = centre_square(w, h)
+        crop_box = (left * sx, top * sy, right * sx, bottom * sy)
+        model_input = square_crop(im, size)
+        if side == "right":
+            model_input = np.ascontiguousarray(model_input[:, ::-1])
+    else:
+        try:
+            check_box(box, *upright, label=_label(source))
+        except PhotoCropError as error:
+            raise ImageError(str(error)) from None
+        decoded_box = CropBox(box.x / sx, box.y / sy, box.size / sx)
+        model_input = crop_photo(im, decoded_box, side, size)
+        crop_box = box.edges
     return PreparedImage(path=path, original_size=original_size, thumbnail=thumbnail(im),
-                         model_input=square_crop(im, size), upright_size=upright,
-                         crop_box=(left * sx, top * sy, right * sx, bottom * sy))
+                         model_input=model_input, upright_size=upright, crop_box=crop_box,
+                         box=box, side=side)

@@ -9,7 +9,7 @@ on the session's driving thread in a few milliseconds.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,6 +21,7 @@ from handlatent.explorer.images import ImageError, LoadedImage, prepare_image
 from handlatent.explorer.runner import ModelRunner
 from handlatent.explorer.stats import LatentStats, stored_latent_stats
 from handlatent.model import DVAE, LatentLayout
+from handlatent.photo_crop import CropBox, clamp_box
 
 GENERIC_STEMS = ("last", "best", "model", "checkpoint")
 
@@ -95,14 +96,23 @@ class ModelSwitch:
 
 
 def _reencode(runner: ModelRunner, loaded: LoadedImage) -> LoadedImage:
-    """`loaded` read again (its file, else its thumbnail) and encoded by `runner`'s model."""
-    source: Any = loaded.path if loaded.path is not None and loaded.path.is_file() \
-        else loaded.thumbnail
-    prepared = prepare_image(source, runner.image_size)
+    """`loaded` read again (its file with its box and side, else its thumbnail) and encoded by
+    `runner`'s model."""
+    if loaded.path is not None and loaded.path.is_file():
+        prepared = prepare_image(loaded.path, runner.image_size, box=loaded.box,
+                                 side=loaded.side)
+    else:   # the thumbnail is the whole image, smaller: the box scaled down with it
+        box = loaded.box
+        if box is not None and loaded.upright_size is not None:
+            f = loaded.thumbnail.shape[1] / loaded.upright_size[0]
+            box = clamp_box(CropBox(box.x * f, box.y * f, box.size * f),
+                            loaded.thumbnail.shape[1], loaded.thumbnail.shape[0])
+        prepared = replace(prepare_image(loaded.thumbnail, runner.image_size, box=box,
+                                         side=loaded.side), box=loaded.box)
     z = runner.encode(prepared.model_input)
-    return LoadedImage(path=loaded.path, original_size=loaded.original_size,
-                       thumbnail=loaded.thumbnail, model_input=prepared.model_input, z=z,
-                       decoded=runner.decode(z[None])[0])
+    return replace(LoadedImage.from_prepared(prepared, z, runner.decode(z[None])[0]),
+                   path=loaded.path, original_size=loaded.original_size,
+                   thumbnail=loaded.thumbnail, upright_size=loaded.upright_size)
 
 
 def _count(n: int, what: str) -> str:

@@ -1,7 +1,8 @@
 """The explorer's model (napari's ViewerModel pattern): the latent z, its history, decoding, the
 joint drag, and parts with their own events: `walk` (walk.Walk), `images` (slots.ImageSlots:
 image slots, pose transfer), `stats` (stats.LatentStats: KL per dimension, sampling), `atlas`
-(atlas.Atlas) and `compare` (compare.Comparison: a second model on the same latent). The model
+(atlas.Atlas), `compare` (compare.Comparison: a second model on the same latent) and `labels`
+(labels.Labels: the label folder that Labels ▸ Save appends to). The model
 runs through one `runner` (runner.ModelRunner), which `switch_model` points at another model
 (models.py). The GUI (app/) subscribes to the events and calls the methods, as scripts do.
 
@@ -33,8 +34,9 @@ from handlatent.explorer.compare import Comparison
 from handlatent.explorer.decoder import Decoded, DecodeWorker, InlineWorker, NewestWorker
 from handlatent.explorer.drag import Drag, DragUpdate, check_drag, check_target
 from handlatent.explorer.events import Events
-from handlatent.explorer.history import DEFAULT_LIMIT, History
+from handlatent.explorer.history import DEFAULT_LIMIT, Action, History, Step
 from handlatent.explorer.images import ImageSource
+from handlatent.explorer.labels import Labels
 from handlatent.explorer.latent import check_latent, part_slice
 from handlatent.explorer.models import ModelSwitch, open_model
 from handlatent.explorer.runner import ModelRunner
@@ -43,6 +45,7 @@ from handlatent.explorer.stats import LatentStats
 from handlatent.explorer.viewpoint import check_rotation
 from handlatent.explorer.walk import Walk
 from handlatent.model import DVAE
+from handlatent.photo_crop import CropBox
 
 log = logging.getLogger("handlatent.explorer")
 
@@ -73,6 +76,7 @@ class Session:
         self.walk = Walk(self, self.runner)
         self.atlas = Atlas(self, self.runner, self.stats, self._report_error, asynchronous)
         self.compare = Comparison(self, self._report_error, asynchronous)
+        self.labels = Labels(self)
         self.last_decoded: Decoded | None = None  # the newest frame emitted by "decoded"
         self._dim_labels = dim_labels
         self._z = np.zeros(self.layout.total, dtype=np.float32)  # replaced, never changed
@@ -115,7 +119,7 @@ class Session:
     def parts(self) -> dict[str, Any]:
         """The session's parts by name; each has its own `events`."""
         return {"walk": self.walk, "images": self.images, "stats": self.stats, "atlas": self.atlas,
-                "compare": self.compare}
+                "compare": self.compare, "labels": self.labels}
 
     # ------------------------------------------------------------------------------ lifetime
 
@@ -206,10 +210,12 @@ class Session:
         part_slice(self.layout, part)
         return part in self._locks
 
-    def estimate(self, source: ImageSource) -> Decoded:
-        """Load `source` into the "estimate" slot, make its encoding current (one undo step),
-        return its decoding (pose estimate: `.xyz`)."""
-        loaded = self.images.load(source, "estimate")
+    def estimate(self, source: ImageSource, *, box: CropBox | None = None,
+                 side: str = "left") -> Decoded:
+        """Load `source` into the "estimate" slot (cropped to `box`, mirrored for a right hand:
+        handlatent.photo_crop), make its encoding current (one undo step), return its decoding
+        (pose estimate: `.xyz`, in the model's frame: mirrored for a right hand)."""
+        loaded = self.images.load(source, "estimate", box=box, side=side)
         self.set_latent(loaded.z)
         return loaded.decoded
 
@@ -280,19 +286,32 @@ class Session:
 
     def undo(self) -> bool:
         """Go back one step (ending a drag or edit first); False if there is nothing to undo."""
-        return self._step(self._history.undo)
+        return self._step(self._history.undo, undo=True)
 
     def redo(self) -> bool:
         """Re-apply the last undone step; False if there is none."""
-        return self._step(self._history.redo)
+        return self._step(self._history.redo, undo=False)
 
-    def _step(self, move: Callable[[np.ndarray], np.ndarray | None]) -> bool:
+    def record_action(self, action: Action) -> None:
+        """Put an action done outside the latent (a saved label) in the history: Undo reverts
+        it, Redo repeats it, in order with the latent's steps."""
+        self._history.record_action(action)
+        self.events.emit("history_changed")
+
+    def _step(self, move: Callable[[np.ndarray], Step | None], undo: bool) -> bool:
         self.end_drag()
         self._history.close(self._z)
-        z = move(self._z)
-        if z is not None:
-            self._set(z, history_changed=True)
-        return z is not None
+        step = move(self._z)
+        if isinstance(step, Action):
+            try:
+                (step.undo if undo else step.redo)()
+            except BaseException:   # e.g. the label folder became unwritable: nothing moved
+                self._history.put_back(step, undone=undo)
+                raise
+            self.events.emit("history_changed")
+        elif step is not None:
+            self._set(step, history_changed=True)
+        return step is not None
 
     # ------------------------------------------------------------------------------ decoding
 

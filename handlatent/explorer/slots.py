@@ -20,6 +20,7 @@ from handlatent.explorer.figures import panel_grid
 from handlatent.explorer.files import write_atomically
 from handlatent.explorer.images import SLOTS, ImageSource, LoadedImage, prepare_image
 from handlatent.explorer.runner import ModelRunner
+from handlatent.photo_crop import CropBox
 
 
 class ImageSlots(Mapping[str, LoadedImage]):
@@ -47,19 +48,20 @@ class ImageSlots(Mapping[str, LoadedImage]):
     def __len__(self) -> int:
         return len(self._slots)
 
-    def load(self, source: ImageSource, slot: str) -> LoadedImage:
-        """Read, crop and encode an image into `slot` ("estimate", "pose" or "content").
+    def load(self, source: ImageSource, slot: str, *, box: CropBox | None = None,
+             side: str = "left") -> LoadedImage:
+        """Read, crop and encode an image into `slot` ("estimate", "pose" or "content"); `box`
+        and `side` choose the crop (handlatent.photo_crop; default the centre square, a left
+        hand) and are kept with the image.
 
         Raises ImageError (a ValueError; one line naming the file and the problem) and then
         leaves everything unchanged.
         """
         if slot not in SLOTS:
             raise ValueError(f"unknown image slot {slot!r}; slots are {', '.join(SLOTS)}")
-        prepared = prepare_image(source, self._runner.image_size)
+        prepared = prepare_image(source, self._runner.image_size, box=box, side=side)
         z = self._runner.encode(prepared.model_input)
-        loaded = LoadedImage(path=prepared.path, original_size=prepared.original_size,
-                             thumbnail=prepared.thumbnail, model_input=prepared.model_input,
-                             z=z, decoded=self._runner.decode(z[None])[0])
+        loaded = LoadedImage.from_prepared(prepared, z, self._runner.decode(z[None])[0])
         self._slots[slot] = loaded
         stale = slot in ("pose", "content") and self._result is not None
         if stale:
