@@ -60,6 +60,7 @@ class SessionBridge(QObject):
     compareChanged = Signal()           # a compared model was opened or closed
     compared = Signal(object)           # the compared model's Decoded frame of the latent
     comparedTransfer = Signal(object)   # its decoding of the transfer result (or None)
+    labelsChanged = Signal()            # a label folder opened, an item saved or removed
 
     # Private: posted from any thread, delivered on the bridge's (GUI) thread (queued), or at
     # once when posted there (the usual case for events raised by a GUI action).

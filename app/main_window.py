@@ -25,6 +25,7 @@ from handlatent.app.image_pane import ImagePane
 from handlatent.app.latent_panel import LatentPanel
 from handlatent.app.measures_panel import MeasuresPanel
 from handlatent.app.model_control import ModelControl
+from handlatent.app.photo_labels import PhotoLabels
 from handlatent.app.skeleton_view import SkeletonView
 from handlatent.app.transfer_panel import ImageDropMixin, TransferPanel
 from handlatent.app.viewpoint_mode import ViewpointMode
@@ -124,6 +125,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
         self.models = ModelControl(self)
         self.docks.append(self.models.curves_dock)
         self.actions_by_name: dict[str, QAction] = install_actions(self)
+        self.photos = PhotoLabels(self)   # File ▸ Open photo, the Labels menu and dock
         viewpoint_button = QToolButton()
         viewpoint_button.setDefaultAction(self.actions_by_name["viewpoint_mode"])
         self.skeleton.bar.insertWidget(self.skeleton.bar.count() - 1, viewpoint_button)
@@ -436,6 +438,8 @@ class MainWindow(ImageDropMixin, QMainWindow):
     def image_dropped(self, path: str) -> None:
         if dialogs.is_model_path(path):
             self.models.open_model(path)
+        elif self.photos.wants_crop(path):   # a photo, not a model-sized crop: the crop step
+            self.photos.open_photo(path)
         else:
             self.open_image(path)
 

@@ -96,9 +96,40 @@ def test_json_holds_the_models_pose_latent_and_crop_for_each_image(checkpoint, m
 
     means = np.array([r["latent"]["mean"] for r in records])
     assert np.abs(means[:, None] - means[None]).max(-1)[~np.eye(4, dtype=bool)].min() > 1e-3
-    assert records[0]["crop"] == {"box": [0, 0, 96, 96], "image_size": [96, 96], "resized_to": S}
+    assert records[0]["crop"] == {"box": [0, 0, 96, 96], "image_size": [96, 96], "resized_to": S,
+                                  "side": "left"}
     assert records[3]["size"] == [120, 80]
     assert records[3]["crop"]["box"] == [20, 0, 100, 80]  # the centre square of the wide image
+
+
+def test_box_and_side_crop_mirror_and_give_the_pose_in_the_photos_frame(checkpoint, model,
+                                                                        hands, tmp_path,
+                                                                        capsys):
+    from handlatent.photo_crop import CropBox, mirror_points
+
+    out = tmp_path / "poses.json"
+    status = main([str(hands[0]), str(hands[3]), "--box", "10,15,70", "--side", "right",
+                   "--checkpoint", str(checkpoint), "--out", str(out), "--quiet"])
+    lines = _stderr_lines(capsys.readouterr().err)
+    assert status == 1       # the box does not fit the 120 x 80 picture: that one is skipped
+    assert lines == [f"handlatent-estimate: {hands[3]}: box 10,15,70 (x,y,size) lies outside "
+                     f"the 120x80 photo (skipped)"]
+    document = json.loads(out.read_text())
+    record = document["images"][0]
+    assert record["crop"]["box"] == [10, 15, 80, 85] and record["crop"]["side"] == "right"
+    prepared = prepare_image(hands[0], S, box=CropBox(10, 15, 70), side="right")
+    with torch.inference_mode():
+        mean, _ = model.encode_image(images_to_tensor(prepared.model_input[None]))
+        decoded = model.decode_pose(mean)
+    np.testing.assert_allclose(record["latent"]["mean"], mean[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(record["xyz"], mirror_points(decoded["xyz"][0].numpy()),
+                               atol=1e-5)
+    np.testing.assert_allclose(compose(np.array(record["cpose"]), np.array(record["viewpoint"]),
+                                       is_right=True), record["xyz"], atol=1e-5)
+    for bad in (["--box", "1,2"], ["--side", "up"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(hands[0]), "--out", str(out), *bad])
+        assert exit_info.value.code == 2
 
 
 def test_folder_output_overlays_and_bad_files_in_a_subprocess(checkpoint, model, hands,
