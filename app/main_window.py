@@ -164,9 +164,14 @@ class MainWindow(ImageDropMixin, QMainWindow):
 
     # -- session -> views ----------------------------------------------------------------------
 
+    def shown(self, image: Any) -> Any:
+        """An image of the model's frame as the window shows it: mirrored back while the
+        estimate is a right hand (handlatent.photo_crop: the model sees it mirrored)."""
+        return image[:, ::-1] if self.skeleton.mirrored else image
+
     def on_decoded(self, frame: Any) -> None:
         self.last_frame = frame
-        self.image_pane.set_image(frame.image, tag=frame.request_id)
+        self.image_pane.set_image(self.shown(frame.image), tag=frame.request_id)
         self.decode_label.setText(f"decode: {frame.elapsed_ms:.1f} ms")
         self.frames_shown += 1
         if self.frames_shown == 1:
@@ -203,11 +208,17 @@ class MainWindow(ImageDropMixin, QMainWindow):
 
     def sync_images(self) -> None:
         loaded = self.session.images.get("estimate")
+        right = loaded is not None and loaded.side == "right"
+        if right != self.skeleton.mirrored:   # show a right hand in its photo's frame
+            self.skeleton.set_mirrored(right)
+            if self.last_frame is not None:
+                self.image_pane.set_image(self.shown(self.last_frame.image),
+                                          tag=self.last_frame.request_id)
         if loaded is None:
             self.input_pane.set_image(None)
             self.input_pane.setVisible(False)
             return
-        self.input_pane.set_image(loaded.model_input)
+        self.input_pane.set_image(self.shown(loaded.model_input))
         self.input_pane.title.setText(f"Input image · {loaded.label}")
         if not self.input_pane.isVisible():
             self.input_pane.setVisible(True)

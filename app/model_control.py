@@ -53,7 +53,7 @@ class CompareView(QObject):
 
     def _on_frame(self, frame: Any) -> None:
         if self.window.session.compare.active:
-            self.pane.set_image(frame.image, tag=frame.request_id)
+            self.pane.set_image(self.window.shown(frame.image), tag=frame.request_id)
             self.window.skeleton.show_compared(frame)
 
     def _on_transfer(self, frame: Any) -> None:

@@ -99,14 +99,20 @@ def bone_vertex_colors() -> np.ndarray:
     return np.repeat(rgba, 2, axis=0)
 
 
-def to_display(points: np.ndarray) -> np.ndarray:
-    """(21, 3) camera-frame points -> display frame (see the module docstring)."""
-    return np.asarray(points, dtype=np.float32) @ CAMERA_TO_DISPLAY.T
+MIRROR_X = np.array([-1.0, 1.0, 1.0], dtype=np.float32)
 
 
-def from_display(points: np.ndarray) -> np.ndarray:
+def to_display(points: np.ndarray, mirrored: bool = False) -> np.ndarray:
+    """(21, 3) camera-frame points -> display frame (see the module docstring); `mirrored`:
+    x negated first (a right hand shown in its photo's frame, handlatent.photo_crop)."""
+    points = np.asarray(points, dtype=np.float32)
+    return (points * MIRROR_X if mirrored else points) @ CAMERA_TO_DISPLAY.T
+
+
+def from_display(points: np.ndarray, mirrored: bool = False) -> np.ndarray:
     """Display-frame points (..., 3) -> the model's frame (inverse of `to_display`)."""
-    return np.asarray(points, dtype=np.float32) @ CAMERA_TO_DISPLAY
+    points = np.asarray(points, dtype=np.float32) @ CAMERA_TO_DISPLAY
+    return points * MIRROR_X if mirrored else points
 
 
 PICK_RADIUS_PX = 12.0  # a left-press this close to a draggable joint grabs it
@@ -204,6 +210,7 @@ class SkeletonView(QWidget):
         super().__init__(parent)
         ensure_vispy_backend()
         self.mode = "xyz"
+        self.mirrored = False   # set_mirrored: a right hand's photo frame
         self.frame: Any = None
         self.positions = np.zeros((21, 3), np.float32)   # display-frame joints now drawn
         self.grabbed: int | None = None  # the joint being dragged with the mouse
@@ -318,6 +325,14 @@ class SkeletonView(QWidget):
         self._refresh()
         self.modeChanged.emit(mode)
 
+    def set_mirrored(self, on: bool) -> None:
+        """Show the poses mirrored (x negated): a right hand's estimate in its photo's frame.
+        Drag targets come back in the model's frame all the same."""
+        if bool(on) != self.mirrored:
+            self.release_joint()
+            self.mirrored = bool(on)
+            self._refresh()
+
     def toggle_mode(self) -> None:
         self.set_mode("cpose" if self.mode == "xyz" else "xyz")
 
@@ -326,7 +341,7 @@ class SkeletonView(QWidget):
         self.compared = frame
         visible = frame is not None
         if visible:
-            points = to_display(np.asarray(getattr(frame, self.mode), dtype=np.float32))
+            points = to_display(getattr(frame, self.mode), self.mirrored)
             self.compared_joints.set_data(points, size=JOINT_SIZE * 0.8,
                                           face_color=COMPARED_COLOR, edge_width=0)
             self.compared_bones.set_data(pos=points[BONES.reshape(-1)])
@@ -340,7 +355,7 @@ class SkeletonView(QWidget):
         if self.frame is None:
             return
         points = np.asarray(getattr(self.frame, self.mode), dtype=np.float32)
-        self.positions = to_display(points)
+        self.positions = to_display(points, self.mirrored)
         self._set_visuals(self.positions)
         self.joints.visible = True
         self.bones.visible = True
@@ -373,7 +388,7 @@ class SkeletonView(QWidget):
         (a joint's depth: the plane through that joint parallel to the screen)."""
         point = self.view.scene.node_transform(self.canvas.scene).imap(
             np.array([[x, y, depth, 1.0]]))[0]
-        return from_display(point[:3] / point[3])
+        return from_display(point[:3] / point[3], self.mirrored)
 
     def pick(self, x: float, y: float) -> int | None:
         """The draggable joint (not the palm root) drawn nearest to pixel (x, y), if within

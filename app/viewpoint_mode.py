@@ -125,7 +125,8 @@ class ViewpointMode(QObject):
                 self.state = Orbit.TURNING
         state, self.state = self.state, Orbit.APPLYING
         try:
-            self.session.set_viewpoint(orbit_viewpoint(self._start, *self.camera_angles()))
+            self.session.set_viewpoint(orbit_viewpoint(self._start, *self.camera_angles(),
+                                                      mirrored=self.view.mirrored))
             self.applied += 1
         finally:
             self.state = state

@@ -118,6 +118,21 @@ def test_open_photo_estimates_the_box_and_side_and_labels_save_and_undo(qtbot, w
     assert loaded.box == CropBox(190, 50, 150) and loaded.side == "right"
     np.testing.assert_allclose(session.latent, loaded.z, atol=1e-6)
     assert "right hand" in window.input_pane.title.text()
+    # the window shows the right hand in the photo's frame: the crop as the photo has it, the
+    # decoded image and the skeleton mirrored back from the model's (left-hand) frame
+    from handlatent.app.skeleton_view import to_display
+    from handlatent.photo_crop import crop_photo
+    photo = Image.open(path).convert("RGB")
+    np.testing.assert_array_equal(window.input_pane.image(),
+                                  crop_photo(photo, CropBox(190, 50, 150), "left", 64))
+    qtbot.waitUntil(lambda: window.last_frame is not None
+                    and np.array_equal(window.last_frame.z, session.latent), timeout=FRAME_TIMEOUT_MS)
+    frame = window.last_frame
+    np.testing.assert_array_equal(window.image_pane.image(), frame.image[:, ::-1])
+    assert window.skeleton.mirrored
+    qtbot.waitUntil(lambda: window.skeleton.frame is frame, timeout=FRAME_TIMEOUT_MS)
+    np.testing.assert_allclose(window.skeleton.positions, to_display(frame.xyz * [-1, 1, 1]),
+                               atol=1e-6)
 
     assert window.photos.open_folder(tmp_path / "labels")
     assert window.photos.dock.isVisible()

@@ -67,6 +67,20 @@ def test_a_right_hand_mirrored_for_the_model_comes_back_in_the_photos_frame(seed
     np.testing.assert_allclose(canonicalize(xyz, is_right=True)[0], cpose, atol=1e-9)
 
 
+@settings(max_examples=30, deadline=None)
+@given(rotation=rotations, angles=st.tuples(st.floats(-180, 180), st.floats(-89, 89),
+                                            st.floats(-180, 180)))
+def test_orbiting_a_mirrored_view_turns_the_hand_as_seen_there(rotation, angles):
+    from handlatent.explorer.viewpoint import orbit_viewpoint, view_rotation
+
+    cpose = canonicalize(hand(7))[0]
+    turned = orbit_viewpoint(rotation, *angles, mirrored=True)
+    shown = mirror_points(compose(cpose, rotation))           # the right hand the view shows
+    np.testing.assert_allclose(mirror_points(compose(cpose, turned)),
+                               shown @ view_rotation(*angles).T, atol=1e-9)
+    assert np.linalg.det(turned) == pytest.approx(1.0)
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), f=st.floats(50, 2000), cx=st.floats(0, 255),
        cy=st.floats(0, 255))

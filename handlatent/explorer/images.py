@@ -79,7 +79,7 @@ class LoadedImage:
     def label(self) -> str:
         """A short name for display: the file name, or "array"; a right hand says so."""
         name = self.path.name if self.path is not None else "array"
-        return f"{name} · right hand (mirrored)" if self.side == "right" else name
+        return f"{name} · right hand" if self.side == "right" else name
 
 
 def _label(source: ImageSource) -> str:

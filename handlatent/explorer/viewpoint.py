@@ -42,13 +42,19 @@ def view_rotation(azimuth: float, elevation: float, roll: float = 0.0) -> np.nda
 
 
 def orbit_viewpoint(viewpoint: np.ndarray, azimuth: float, elevation: float,
-                    roll: float = 0.0) -> np.ndarray:
+                    roll: float = 0.0, mirrored: bool = False) -> np.ndarray:
     """The viewpoint (3, 3) that shows the hand of `viewpoint` as a turntable camera at these
-    angles sees it: V @ R.T, so that compose(cpose, V') = compose(cpose, V) @ R.T."""
+    angles sees it: V @ R.T, so that compose(cpose, V') = compose(cpose, V) @ R.T. `mirrored`:
+    the view shows the pose mirrored (x negated: a right hand in its photo's frame), so the turn
+    seen there is R' = Mx R Mx in the model's frame."""
     v = np.asarray(viewpoint, dtype=np.float64)
     if v.shape != (3, 3):
         raise ValueError(f"viewpoint must be a 3x3 rotation, got shape {v.shape}")
-    return v @ view_rotation(azimuth, elevation, roll).T
+    r = view_rotation(azimuth, elevation, roll)
+    if mirrored:
+        mx = np.diag([-1.0, 1.0, 1.0])
+        r = mx @ r @ mx
+    return v @ r.T
 
 
 def check_rotation(rotation: Any) -> np.ndarray:
