@@ -111,7 +111,8 @@ class ShortcutsDialog(QDialog):
         rows.append(("Drag a slider", "one undo step per drag"))
         rows.append(("Left-drag a fingertip or knuckle in the 3D view",
                      "the pose follows the joint (one undo step)"))
-        rows.append(("Drop image files", "estimate the pose (onto the transfer panes: load)"))
+        rows.append(("Drop image files", "estimate the pose (a photo: the crop step first; "
+                                         "onto the transfer panes: load)"))
         rows.append(("Orbit the 3D view in viewpoint mode", "turns the hand (one undo step)"))
         rows.append(("Click a latent-atlas thumbnail", "sets that value (one undo step)"))
         self.table = QTableWidget(len(rows), 2)

@@ -104,6 +104,8 @@ def test_the_crop_dialog_moves_resizes_and_mirrors_the_box(qtbot, tmp_path):
     np.testing.assert_array_equal(dialog.preview_pixels(), left_preview[:, ::-1])
     shot = tmp_path / "crop.png"
     assert dialog.grab().save(str(shot)) and shot.stat().st_size > 0
+    with qtbot.waitSignal(dialog.accepted, timeout=2000):
+        qtbot.keyClick(view, Qt.Key.Key_Return)          # Enter: Estimate
 
 
 def test_open_photo_estimates_the_box_and_side_and_labels_save_and_undo(qtbot, window,

@@ -70,9 +70,14 @@ class LabelItem:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Write `path` (a temporary file renamed; its folder made); LabelFolderError naming it."""
     from handlatent.explorer.files import write_atomically
 
-    write_atomically(path, lambda tmp: tmp.write_bytes(data))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, lambda tmp: tmp.write_bytes(data))
+    except OSError as err:
+        raise LabelFolderError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -158,16 +163,10 @@ class LabelFolder:
         """Write `item` (its crop, then its JSON, then the index, each atomically); returns its
         name. `name`: write it under that name again (redo of an undone save)."""
         name = name or self._next_name()
-        try:
-            for sub in (CROPS, ITEMS):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.root / CROPS / f"{name}.png", _png_bytes(item.image))
-            text = json.dumps(item.record(name)) + "\n"
-            _write_atomically(self.root / ITEMS / f"{name}.json", text.encode())
-            self._write_index(self._names + [name])
-        except OSError as err:
-            where = Path(err.filename) if err.filename else self.root
-            raise LabelFolderError(f"{where}: cannot write ({err.strerror or err})") from None
+        text = json.dumps(item.record(name)) + "\n"
+        _write_atomically(self.root / CROPS / f"{name}.png", _png_bytes(item.image))
+        _write_atomically(self.root / ITEMS / f"{name}.json", text.encode())
+        self._write_index(self._names + [name])
         self._names.append(name)
         return name
 
@@ -176,11 +175,7 @@ class LabelFolder:
         if name not in self._names:
             raise LabelFolderError(f"{self.root}: no item {name}")
         names = [n for n in self._names if n != name]
-        try:
-            self._write_index(names)
-        except OSError as err:
-            raise LabelFolderError(f"{self.root / INDEX}: cannot write "
-                                   f"({err.strerror or err})") from None
+        self._write_index(names)
         self._names = names
         for path in (self.root / CROPS / f"{name}.png", self.root / ITEMS / f"{name}.json"):
             path.unlink(missing_ok=True)
