@@ -198,8 +198,9 @@ class CropDialog(QDialog):
         for button in (self.left, self.right):
             self.sides.addButton(button)
         (self.right if side == "right" else self.left).setChecked(True)
-        hint = QLabel("Drag the box over the hand; drag a corner to resize it; click to centre "
-                      "it; wheel or +/− to zoom; arrow keys to nudge.")
+        hint = QLabel("Frame the hand with a small margin (a saved label puts it centred, "
+                      "filling 80 % of the box). Drag the box to move it, a corner to resize "
+                      "it; click to centre it; wheel or +/− to zoom; arrow keys to nudge.")
         hint.setWordWrap(True)
         hint.setMaximumWidth(PREVIEW_PX)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok

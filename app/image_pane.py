@@ -14,7 +14,10 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from handlatent.skeleton import BONES, FINGER_COLORS, FINGER_OF_KEYPOINT
+
 BACKGROUND = "#202226"
+KEYPOINT_COLORS = [(0.92, 0.92, 0.92)] + [FINGER_COLORS[f] for f in FINGER_OF_KEYPOINT[1:]]
 
 
 class _ShownImageItem(pg.ImageItem):
@@ -60,6 +63,12 @@ class ImagePane(QWidget):
         self.empty_label.setPos(0.5, 0.5)
         self.box.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
         layout.addWidget(self.view, 1)
+        self.bones = pg.PlotDataItem(connect="pairs", pen=pg.mkPen((255, 255, 255, 200), width=2))
+        self.joints = pg.ScatterPlotItem(size=7, pen=pg.mkPen((20, 20, 20)))
+        self._brushes = [pg.mkBrush(*(255 * np.array(c)).astype(int)) for c in KEYPOINT_COLORS]
+        for overlay in (self.bones, self.joints):
+            overlay.setVisible(False)
+            self.box.addItem(overlay)
         self._image: np.ndarray | None = None
         self._shape: tuple[int, ...] | None = None
 
@@ -80,6 +89,25 @@ class ImagePane(QWidget):
             self._shape = image.shape
             self.box.setRange(xRange=(0, image.shape[1]), yRange=(0, image.shape[0]),
                               padding=0.01)
+
+    def set_keypoints(self, uv: np.ndarray | None) -> None:
+        """Draw a 2D skeleton over the image: keypoints (21, 2) in its pixels (pixel (i, j)
+        centred at (j, i)), RHD order; None hides it."""
+        visible = uv is not None
+        if visible:
+            points = np.asarray(uv, dtype=np.float64) + 0.5   # pixel centres in item coordinates
+            ends = points[BONES.reshape(-1)]
+            self.bones.setData(ends[:, 0], ends[:, 1])
+            self.joints.setData(points[:, 0], points[:, 1], brush=self._brushes)
+        self.bones.setVisible(visible)
+        self.joints.setVisible(visible)
+
+    def keypoints(self) -> np.ndarray | None:
+        """The drawn 2D keypoints (21, 2) in image pixels, or None."""
+        if not self.joints.isVisible():
+            return None
+        x, y = self.joints.getData()
+        return np.stack([x, y], -1) - 0.5
 
     def image(self) -> np.ndarray | None:
         """The array shown now (what was last passed to `set_image`)."""

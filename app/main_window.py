@@ -31,6 +31,7 @@ from handlatent.app.transfer_panel import ImageDropMixin, TransferPanel
 from handlatent.app.viewpoint_mode import ViewpointMode
 from handlatent.app.walk_panel import WalkPanel
 from handlatent.explorer.drag import FREE_PARTS
+from handlatent.explorer.labels import crop_keypoints
 from handlatent.explorer.sampling import SOURCE_LABELS
 from handlatent.skeleton import KEYPOINT_NAMES
 
@@ -172,6 +173,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
     def on_decoded(self, frame: Any) -> None:
         self.last_frame = frame
         self.image_pane.set_image(self.shown(frame.image), tag=frame.request_id)
+        self.show_label_keypoints()
         self.decode_label.setText(f"decode: {frame.elapsed_ms:.1f} ms")
         self.frames_shown += 1
         if self.frames_shown == 1:
@@ -206,6 +208,14 @@ class MainWindow(ImageDropMixin, QMainWindow):
         self.actions_by_name["undo"].setEnabled(bool(self.session.can_undo))
         self.actions_by_name["redo"].setEnabled(bool(self.session.can_redo))
 
+    def show_label_keypoints(self) -> None:
+        """Over the input crop, the 2D keypoints Labels ▸ Save would write for the current pose
+        (handlatent.explorer.labels.crop_keypoints): a check that the estimate fits the hand."""
+        loaded = self.session.images.get("estimate")
+        frame = self.last_frame
+        self.input_pane.set_keypoints(None if loaded is None or frame is None
+                                      else crop_keypoints(loaded, frame.xyz))
+
     def sync_images(self) -> None:
         loaded = self.session.images.get("estimate")
         right = loaded is not None and loaded.side == "right"
@@ -219,6 +229,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
             self.input_pane.setVisible(False)
             return
         self.input_pane.set_image(self.shown(loaded.model_input))
+        self.show_label_keypoints()
         self.input_pane.title.setText(f"Input image · {loaded.label}")
         if not self.input_pane.isVisible():
             self.input_pane.setVisible(True)

@@ -251,9 +251,11 @@ def place_pose(points: np.ndarray, k: np.ndarray, size: int,
     t = ray / ray[2] * depth
     for _ in range(iterations):   # perspective: a few fixed-point steps on scale and centre
         uv = project(k, p + t)
-        lo, hi = uv.min(0), uv.max(0)
-        t[2] = max(t[2] * float(np.max(hi - lo)) / want, -float(p[:, 2].min()) + 1e-3)
+        ratio = float(np.max(uv.max(0) - uv.min(0))) / want
+        t[2] = max(t[2] * ratio, -float(p[:, 2].min()) + 1e-3)
         uv = project(k, p + t)
         shift = centre - (uv.min(0) + uv.max(0)) / 2
         t[:2] += np.linalg.solve(k[:2, :2], shift) * t[2]
+        if abs(ratio - 1) < 1e-6 and float(np.abs(shift).max()) < 1e-4:   # converged
+            break
     return p + t

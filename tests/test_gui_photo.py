@@ -143,6 +143,10 @@ def test_open_photo_estimates_the_box_and_side_and_labels_save_and_undo(qtbot, w
     assert (tmp_path / "labels" / "crops" / "000001.png").is_file()
     assert window.photos.list.count() == 1
     assert window.photos.list.item(0).text() == "000001 · hand.png · right"
+    # the input pane draws the 2D keypoints that were saved (at its 64 px instead of 256 px)
+    uv = np.array(session.labels.folder.record("000001")["uv"])
+    np.testing.assert_allclose(window.input_pane.keypoints(), (uv + 0.5) * 64 / 256 - 0.5,
+                               atol=1e-3)
     assert window.actions_by_name["undo"].isEnabled()
     window.actions_by_name["undo"].trigger()                 # Edit ▸ Undo takes it out
     assert session.labels.names == [] and window.photos.list.count() == 0

@@ -29,13 +29,39 @@ if TYPE_CHECKING:
 LABEL_SIZE = 256   # pixels of a saved crop (readers resize it to the model's size)
 
 
+def photo_size(loaded: LoadedImage) -> tuple[int, int]:
+    """(width, height) of the upright image the box refers to."""
+    return loaded.upright_size or tuple(loaded.thumbnail.shape[1::-1])
+
+
 def photo_box(loaded: LoadedImage) -> CropBox:
     """The box an estimated image was cropped with: its own, or the centre square."""
     if loaded.box is not None:
         return loaded.box
-    width, height = loaded.upright_size or loaded.thumbnail.shape[1::-1]
+    width, height = photo_size(loaded)
     left, top, right, _ = centre_square(width, height)
     return CropBox(float(left), float(top), float(right - left))
+
+
+def placed_pose(xyz: np.ndarray, side: str, box: CropBox, photo_size: tuple[int, int],
+                size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A decoded pose (21, 3; root-relative, bone units, the model's frame) as a label of the
+    S x S crop of `box`: (camera-frame points in metres, their pixels in the crop as the photo
+    has it, the crop's intrinsics). Mirrored back for a right hand, `HAND_SCALE` metres per
+    bone unit, placed centred and filling 80 % of the crop (handlatent.photo_crop)."""
+    pose = np.asarray(xyz, np.float64)
+    if side == "right":
+        pose = mirror_points(pose)
+    k = box_intrinsics(box, *photo_size, size)
+    points = place_pose((pose - pose[:1]) * HAND_SCALE, k, size)
+    return points, project(k, points), k
+
+
+def crop_keypoints(loaded: LoadedImage, xyz: np.ndarray) -> np.ndarray:
+    """The 2D keypoints (21, 2) that saving `xyz` would label, in pixels of the estimated
+    image's model-size crop as the photo has it (what the window's input pane shows)."""
+    return placed_pose(xyz, loaded.side, photo_box(loaded), photo_size(loaded),
+                       loaded.model_input.shape[0])[1]
 
 
 def label_item(loaded: LoadedImage, xyz: np.ndarray, size: int = LABEL_SIZE,
@@ -44,7 +70,7 @@ def label_item(loaded: LoadedImage, xyz: np.ndarray, size: int = LABEL_SIZE,
     bone units, the model's frame: mirrored for a right hand). The crop is read again from the
     photo at `size` px (an image without a file keeps the encoder's crop, unmirrored)."""
     box = photo_box(loaded)
-    width, height = loaded.upright_size or loaded.thumbnail.shape[1::-1]
+    width, height = photo_size(loaded)
     if loaded.path is not None:
         photo, _ = read_image(loaded.path, needed=1 << 20)
         width, height = photo.size   # full resolution: the box's pixels
@@ -52,12 +78,7 @@ def label_item(loaded: LoadedImage, xyz: np.ndarray, size: int = LABEL_SIZE,
     else:
         crop = loaded.model_input[:, ::-1] if loaded.side == "right" else loaded.model_input
         size = crop.shape[0]
-    pose = np.asarray(xyz, np.float64)
-    if loaded.side == "right":
-        pose = mirror_points(pose)
-    k = box_intrinsics(box, width, height, size)
-    points = place_pose((pose - pose[:1]) * HAND_SCALE, k, size)
-    uv = project(k, points)
+    points, uv, k = placed_pose(xyz, loaded.side, box, (width, height), size)
     visible = np.all((uv >= -0.5) & (uv < size - 0.5), axis=-1)
     info = {"photo": str(loaded.path) if loaded.path is not None else None,
             "photo_size": [int(width), int(height)], "box": [box.x, box.y, box.size],
