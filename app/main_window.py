@@ -214,7 +214,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
         loaded = self.session.images.get("estimate")
         frame = self.last_frame
         self.input_pane.set_keypoints(None if loaded is None or frame is None
-                                      else crop_keypoints(loaded, frame.xyz))
+                                      else crop_keypoints(loaded, frame.cpose, frame.viewpoint))
 
     def sync_images(self) -> None:
         loaded = self.session.images.get("estimate")

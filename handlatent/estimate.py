@@ -48,7 +48,8 @@ CONVENTIONS = {
               "xyz is decoded from) and log-variance",
     "crop": "box (left, top, right, bottom) in pixels of the upright image (EXIF rotation "
             "applied, full resolution): the square (--box, default the centre square) resized "
-            "to the model's input size; side: the hand's side (right: the crop was mirrored)",
+            "to the model's input size; side: the hand's side as given with --side (right: the "
+            "crop was mirrored), null: not given, the hand as the model reads it",
 }
 
 
@@ -64,6 +65,7 @@ class PoseEstimate:
     cpose: np.ndarray       # (21, 3) float32 (a left hand, as the model decodes it)
     viewpoint: np.ndarray   # (3, 3) float32: xyz = compose(cpose, viewpoint, is_right)
     reconstruction: np.ndarray | None  # (S, S, 3) uint8 decoded image, when asked for
+    side: str | None = None  # the hand's side as given (--side), None: the model's own reading
 
 
 @dataclass(frozen=True)
@@ -75,19 +77,23 @@ class ImageFailure:
 
 
 def estimate_batch(model: DVAE, prepared: Sequence[PreparedImage], *,
-                   reconstruct: bool = False) -> list[PoseEstimate]:
+                   reconstruct: bool = False, side: str | None = None) -> list[PoseEstimate]:
     """Encode the prepared images in one pass and decode their posterior means.
 
     `model` is in eval mode (as `load_model` gives it), so an image's result does not depend on
     its batch. The pose comes from the pose decoders; `reconstruct` also runs the image decoder.
-    A right hand's crop was mirrored: its xyz and viewpoint are mirrored back to the photo.
+    `side` None: the hand as the model reads it (a left hand, or the side a skeleton-guided
+    model reads from z); "left" or "right" (the images were prepared with that side): the
+    model's canonical left hand, and for a right hand (its crop mirrored) xyz and viewpoint
+    mirrored back into the photo.
     """
     if not prepared:
         return []
     pixels = np.stack([p.model_input for p in prepared])
     with torch.inference_mode():
         mean, logvar = model.encode_image(images_to_tensor(pixels, model.image_mean.device))
-        pose = {k: v.float().cpu().numpy() for k, v in model.decode_pose(mean).items()}
+        decoded = model.decode_pose(mean, None if side is None else False)
+        pose = {k: v.float().cpu().numpy() for k, v in decoded.items()}
         images = to_uint8_images(model.image_decoder(mean)) if reconstruct else None
         mean, logvar = mean.float().cpu().numpy(), logvar.float().cpu().numpy()
     results = []
@@ -95,16 +101,18 @@ def estimate_batch(model: DVAE, prepared: Sequence[PreparedImage], *,
         xyz, viewpoint = to_photo_frame(pose["xyz"][i], pose["viewpoint"][i], p.side)
         results.append(PoseEstimate(prepared=p, mean=mean[i], logvar=logvar[i], xyz=xyz,
                                     cpose=pose["cpose"][i], viewpoint=viewpoint,
-                                    reconstruction=None if images is None else images[i]))
+                                    reconstruction=None if images is None else images[i],
+                                    side=side))
     return results
 
 
 def estimate_images(model: DVAE, sources: Iterable[ImageSource], *, batch_size: int = 16,
                     reconstruct: bool = False, box: CropBox | None = None,
-                    side: str = "left") -> Iterator[PoseEstimate | ImageFailure]:
+                    side: str | None = None) -> Iterator[PoseEstimate | ImageFailure]:
     """One result per source, in order: a `PoseEstimate`, or an `ImageFailure` for a source
     that `prepare_image` refuses (missing, empty, corrupt, not an image, too large, `box`
-    not inside it). `box` and `side` crop every source (handlatent.photo_crop)."""
+    not inside it). `box` and `side` crop every source (handlatent.photo_crop; `side` as in
+    `estimate_batch`)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     size = model.config.image_size
@@ -113,11 +121,12 @@ def estimate_images(model: DVAE, sources: Iterable[ImageSource], *, batch_size: 
         results: list[PreparedImage | ImageFailure] = []
         for source in chunk:
             try:
-                results.append(prepare_image(source, size, box=box, side=side))
+                results.append(prepare_image(source, size, box=box, side=side or "left"))
             except ImageError as error:
                 results.append(ImageFailure(source, str(error)))
         estimates = iter(estimate_batch(
-            model, [r for r in results if isinstance(r, PreparedImage)], reconstruct=reconstruct))
+            model, [r for r in results if isinstance(r, PreparedImage)], reconstruct=reconstruct,
+            side=side))
         for r in results:
             yield r if isinstance(r, ImageFailure) else next(estimates)
 
@@ -144,7 +153,7 @@ def estimate_record(estimate: PoseEstimate, path: str) -> dict[str, Any]:
     return {"path": path,
             "size": list(p.original_size),
             "crop": {"box": [round(v, 2) for v in p.crop_box], "image_size": list(p.upright_size),
-                     "resized_to": int(p.model_input.shape[0]), "side": p.side},
+                     "resized_to": int(p.model_input.shape[0]), "side": estimate.side},
             "xyz": _floats(estimate.xyz),
             "cpose": _floats(estimate.cpose),
             "viewpoint": _floats(estimate.viewpoint),

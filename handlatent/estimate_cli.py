@@ -78,9 +78,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="crop every image to this square (pixels of the upright image: top-left "
                         "corner and side), as the explorer's crop step; default the centre "
                         "square")
-    p.add_argument("--side", choices=SIDES, default="left",
+    p.add_argument("--side", choices=SIDES,
                    help="the hand's side: right hands are mirrored for the model and their "
-                        "pose mirrored back (default left)")
+                        "pose mirrored back (default: the hand as the model reads it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return p.parse_args(argv)
 

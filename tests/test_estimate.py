@@ -97,7 +97,7 @@ def test_json_holds_the_models_pose_latent_and_crop_for_each_image(checkpoint, m
     means = np.array([r["latent"]["mean"] for r in records])
     assert np.abs(means[:, None] - means[None]).max(-1)[~np.eye(4, dtype=bool)].min() > 1e-3
     assert records[0]["crop"] == {"box": [0, 0, 96, 96], "image_size": [96, 96], "resized_to": S,
-                                  "side": "left"}
+                                  "side": None}
     assert records[3]["size"] == [120, 80]
     assert records[3]["crop"]["box"] == [20, 0, 100, 80]  # the centre square of the wide image
 

@@ -22,6 +22,7 @@ from handlatent.explorer.history import Action
 from handlatent.explorer.images import ImageError, LoadedImage, centre_square, read_image
 from handlatent.photo_crop import (HAND_SCALE, CropBox, box_intrinsics, crop_photo,
                                    mirror_points, place_pose)
+from handlatent.skeleton import compose
 
 if TYPE_CHECKING:
     from handlatent.explorer.session import Session
@@ -57,11 +58,17 @@ def placed_pose(xyz: np.ndarray, side: str, box: CropBox, photo_size: tuple[int,
     return points, project(k, points), k
 
 
-def crop_keypoints(loaded: LoadedImage, xyz: np.ndarray) -> np.ndarray:
-    """The 2D keypoints (21, 2) that saving `xyz` would label, in pixels of the estimated
+def canonical_hand(cpose: np.ndarray, viewpoint: np.ndarray) -> np.ndarray:
+    """The pose (21, 3) as the model's canonical left hand: a right hand's crop was mirrored into
+    one, whatever side a skeleton-guided model would read from its latent."""
+    return compose(np.asarray(cpose), np.asarray(viewpoint))
+
+
+def crop_keypoints(loaded: LoadedImage, cpose: np.ndarray, viewpoint: np.ndarray) -> np.ndarray:
+    """The 2D keypoints (21, 2) that saving this pose would label, in pixels of the estimated
     image's model-size crop as the photo has it (what the window's input pane shows)."""
-    return placed_pose(xyz, loaded.side, photo_box(loaded), photo_size(loaded),
-                       loaded.model_input.shape[0])[1]
+    return placed_pose(canonical_hand(cpose, viewpoint), loaded.side, photo_box(loaded),
+                       photo_size(loaded), loaded.model_input.shape[0])[1]
 
 
 def label_item(loaded: LoadedImage, xyz: np.ndarray, size: int = LABEL_SIZE,
@@ -119,7 +126,8 @@ class Labels:
         loaded = self._session.images.get("estimate")
         if loaded is None:
             raise ValueError("no photo to label: open a photo first (File ▸ Open photo)")
-        xyz = self._session.runner.decode_pose(self._session.latent[None])["xyz"][0]
+        pose = self._session.runner.decode_pose(self._session.latent[None])
+        xyz = canonical_hand(pose["cpose"][0], pose["viewpoint"][0])
         source = {"model": self._session.name,
                   "latent": np.round(self._session.latent.astype(np.float64), 6).tolist()}
         try:
