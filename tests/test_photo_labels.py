@@ -57,6 +57,7 @@ def test_a_right_hand_mirrored_for_the_model_comes_back_in_the_photos_frame(seed
     decoded = compose(cpose, viewpoint @ rotation)
     xyz, v = to_photo_frame(decoded, viewpoint @ rotation, "right")
     np.testing.assert_allclose(xyz, mirror_points(decoded))
+    np.testing.assert_allclose(v, mirror_viewpoint(viewpoint @ rotation))
     np.testing.assert_allclose(compose(cpose, v, is_right=True), xyz, atol=1e-9)
     np.testing.assert_allclose(v @ v.T, np.eye(3), atol=1e-9)
     assert np.linalg.det(v) == pytest.approx(1.0)
