@@ -373,3 +373,26 @@ def test_saving_without_a_folder_or_to_a_broken_one_changes_nothing(session, pho
     assert session.labels.names == [] and session.images["estimate"].box is not None
     (tmp_path / "labels" / "crops").unlink()
     assert session.labels.save() == "000001"                  # the same work, saved after all
+
+
+def test_a_model_switch_keeps_the_box_and_side(session, photo, tmp_path):
+    from handlatent.checkpoint import save_checkpoint
+    from handlatent.explorer import open_model, prepare_switch
+
+    box = CropBox(150, 40, 128)
+    session.estimate(photo, box=box, side="right")
+    loaded = session.images["estimate"]
+    checkpoint = tmp_path / "same.pt"
+    save_checkpoint(checkpoint, session.model)
+    opened = open_model(checkpoint, "cpu")
+    again = prepare_switch(opened, session.latent, session.layout, dict(session.images))
+    kept = again.images["estimate"]
+    assert (kept.box, kept.side, kept.upright_size) == (box, "right", (300, 200))
+    np.testing.assert_allclose(kept.z, loaded.z, atol=1e-5)   # the same crop, re-encoded
+    photo.unlink()                                 # gone: re-read from the thumbnail
+    from_thumbnail = prepare_switch(opened, session.latent, session.layout,
+                                    dict(session.images)).images["estimate"]
+    assert (from_thumbnail.box, from_thumbnail.side) == (box, "right")
+    assert from_thumbnail.path == loaded.path and np.isfinite(from_thumbnail.z).all()
+    # the thumbnail's crop of the box (scaled with it) is the photo's crop, at lower resolution
+    assert np.abs(from_thumbnail.model_input.astype(int) - loaded.model_input).mean() < 12
