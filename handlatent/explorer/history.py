@@ -31,6 +31,8 @@ class History:
     the redo stack. At most `limit` undo steps are kept (the oldest are forgotten). Between
     `begin(current)` and the matching `end(current)` (they nest) changes are not recorded one
     by one: `end` records the state the edit began at, once, if the edit changed anything.
+    `record_action(action)` puts a done `Action` on the same stack: `undo` and `redo` hand it
+    back (instead of a state) for the caller to revert or repeat.
     """
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
