@@ -453,6 +453,8 @@ class MainWindow(ImageDropMixin, QMainWindow):
     def open_recent(self, path: str) -> bool:
         if path.lower().endswith(".json"):
             return self.load_preset(path)
+        if self.photos.wants_crop(path):   # a photo, as for drops: the crop step first
+            return self.photos.open_photo(path) is not None
         return self.open_image(path)
 
     # -- drag & drop ------------------------------------------------------------------------

@@ -195,6 +195,9 @@ def test_a_dropped_photo_goes_through_the_crop_step_and_a_crop_does_not(qtbot, w
     drop(window, make_photo(tmp_path / "wide.png"))
     assert window.photos.crop_dialog is not None
     assert session.images["estimate"].path == crop     # nothing estimated until Estimate
+    window.photos.crop_dialog.close()
+    assert window.open_recent(str(tmp_path / "wide.png"))   # File ▸ Open recent: the same rule
+    assert window.photos.crop_dialog is not None
 
 
 def test_bad_photos_and_folders_are_one_line_and_change_nothing(qtbot, window, session,
