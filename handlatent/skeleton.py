@@ -29,18 +29,9 @@ FINGER_COLORS = ((0.90, 0.10, 0.10), (1.00, 0.60, 0.00), (0.15, 0.75, 0.15),
                  (0.15, 0.35, 0.95), (0.85, 0.15, 0.85))
 BONE_COLORS = np.array(FINGER_COLORS)[FINGER_OF_KEYPOINT[BONES[:, 1]]]
 
-# Order maps: `new = old[..., MAP, :]`.
-STB_TO_RHD = np.array([0, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1])
-# MANO / OpenPose order: 0 wrist, then per finger (thumb .. little) from the base to the tip.
-RHD_TO_MANO = np.array([0] + [4 * f + j for f in range(5) for j in (4, 3, 2, 1)])
-MANO_TO_RHD = np.argsort(RHD_TO_MANO)
+# Other datasets' keypoint orders and converters: handlatent.joint_orders.
 
 _MIDDLE_MCP, _MIDDLE_PIP, _LITTLE_MCP = 12, 11, 20
-
-
-def from_stb(xyz_mm: Array) -> Array:
-    """STB joints (palm first, millimetres) to RHD order in metres."""
-    return xyz_mm[..., STB_TO_RHD, :] / 1000
 
 
 def wrist_to_palm(xyz: Array) -> Array:
