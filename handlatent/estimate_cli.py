@@ -2,6 +2,7 @@
 
     handlatent-estimate photos/*.jpg --out poses.json
     handlatent-estimate shots/ more/hand.png --checkpoint runs/x/best.pt --out poses/ --overlays ov/
+    handlatent-estimate hand.jpg --out hand.json --joint-order mediapipe
 
 Writes per image the 3D pose, CPose, viewpoint, posterior latent and crop; images are prepared as
 the explorer prepares them. --out FILE: one JSON document ("-": stdout); --out DIR/ (an existing
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from handlatent.cli_errors import one_line, report_unexpected
+from handlatent.joint_orders import joint_order, order_names
 
 PROG = "handlatent-estimate"
 EXIT_FAILED = 1   # some images could not be estimated
@@ -49,6 +51,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _joint_order(text: str) -> str:
+    try:
+        return joint_order(text).name
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
@@ -66,6 +75,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--overlays", metavar="DIR",
                    help="also write a PNG per image: input crop | decoded image | skeleton "
                         "from the camera | from the side")
+    p.add_argument("--joint-order", default="handlatent", type=_joint_order, metavar="NAME",
+                   help="keypoint order of xyz and cpose: " + ", ".join(order_names()) +
+                        " (default handlatent: RHD's order with the palm first; docs/estimate.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return p.parse_args(argv)
 
@@ -234,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from handlatent.estimate import (CONVENTIONS, FORMAT, FORMAT_VERSION, ImageFailure,
+    from handlatent.estimate import (FORMAT, FORMAT_VERSION, ImageFailure, conventions,
                                      estimate_images, estimate_record, model_record, overlay)
 
     inputs = collect_inputs(args.images)
@@ -244,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = plan_outputs(args.out, args.overlays, inputs.files)
     model, checkpoint = open_model(args.checkpoint, args.device)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION,
-              "model": model_record(model, checkpoint), "conventions": CONVENTIONS}
+              "model": model_record(model, checkpoint), "conventions": conventions(args.joint_order)}
     json_names = output_names(inputs.files, ".json")
     overlay_names = output_names(inputs.files, ".png")
     records: list[dict[str, Any]] = []
@@ -264,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
                 if outputs.folder is not None:
                     _write_json(outputs.folder / json_names[path], {**header, "error": entry})
                 continue
-            record = estimate_record(result, str(path))
+            record = estimate_record(result, str(path), args.joint_order)
             records.append(record)
             if outputs.folder is not None:
                 _write_json(outputs.folder / json_names[path], {**header, "image": record})
