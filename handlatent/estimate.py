@@ -122,7 +122,7 @@ def estimate_images(model: DVAE, sources: Iterable[ImageSource], *, batch_size: 
             yield r if isinstance(r, ImageFailure) else next(estimates)
 
 
-def _floats(a: np.ndarray) -> list[Any]:
+def json_floats(a: np.ndarray) -> list[Any]:
     """A float32 array as nested lists of the shortest decimals that read back to it exactly."""
     a = np.asarray(a, dtype=np.float32)
     flat = [float(str(v)) for v in a.ravel()]
@@ -146,10 +146,10 @@ def estimate_record(estimate: PoseEstimate, path: str,
             "size": list(p.original_size),
             "crop": {"box": [round(v, 2) for v in p.crop_box], "image_size": list(p.upright_size),
                      "resized_to": int(p.model_input.shape[0])},
-            "xyz": _floats(to_order(estimate.xyz, order)),
-            "cpose": _floats(to_order(estimate.cpose, order)),
-            "viewpoint": _floats(estimate.viewpoint),
-            "latent": {"mean": _floats(estimate.mean), "logvar": _floats(estimate.logvar)}}
+            "xyz": json_floats(to_order(estimate.xyz, order)),
+            "cpose": json_floats(to_order(estimate.cpose, order)),
+            "viewpoint": json_floats(estimate.viewpoint),
+            "latent": {"mean": json_floats(estimate.mean), "logvar": json_floats(estimate.logvar)}}
 
 
 def overlay(estimate: PoseEstimate) -> np.ndarray:
