@@ -2,7 +2,7 @@
 
 A spec is a path, optionally with a kind prefix: ``PATH`` or ``synth:PATH`` open a directory
 written by ``handlatent-synth`` (:class:`handlatent.data.synthetic.SyntheticHandDataset`). Readers
-for real datasets (``rhd:``, ``stb:``) are added with :func:`register_reader`. Every dataset's
+for real datasets (``rhd:``, ``stb:``, ``freihand:``) are added with :func:`register_reader`. Every dataset's
 items are dicts with the keys of ``SyntheticHandDataset`` (``labelled`` tells whether the 3D
 labels are real).
 """
@@ -51,10 +51,17 @@ def _open_stb(path, **kwargs):
     return open_stb(path, **kwargs)
 
 
+def _open_freihand(path, **kwargs):
+    from handlatent.data.freihand import open_freihand
+
+    return open_freihand(path, **kwargs)
+
+
 register_reader("rhd", _open_rhd)  # handlatent/data/rhd.py
 register_reader("stb", _open_stb)  # handlatent/data/stb.py
+register_reader("freihand", _open_freihand)  # handlatent/data/freihand.py
 # Readers of real photographs crop the hand to `size` pixels: callers pass the model's size.
-CROPPING_READERS = frozenset({"rhd", "stb"})
+CROPPING_READERS = frozenset({"rhd", "stb", "freihand"})
 
 
 def spec_kind(spec) -> str:
