@@ -8,8 +8,9 @@ metres, camera frame, MANO's order: wrist, then thumb .. little from base to tip
 ``{split}_scale.json`` (N numbers, FreiHAND's reference bone lengths: read to check the three
 files belong together), ``{split}/rgb/%08d.jpg`` (224×224). The training split shows each of its
 N = 32,560 hands in four versions (image i + k·N, k = 0..3, the same labels: the green-screen
-recording and three re-coloured backgrounds); ``training/mask/`` is not read. The evaluation
-split's joints, ``evaluation_xyz.json``, come in the separate archive FreiHAND_pub_v2_eval.zip.
+recording and three post-processed versions with other backgrounds and colours);
+``training/mask/`` is not read. The evaluation split's joints, ``evaluation_xyz.json``, come in
+the separate archive FreiHAND_pub_v2_eval.zip.
 
 Each item: the joints put in this project's order with the palm as keypoint 0
 (handlatent.joint_orders, "freihand": palm = midpoint of the wrist and the middle MCP), all
