@@ -279,21 +279,20 @@ class WalkPanel(QWidget):
 
     # -- export --------------------------------------------------------------------------------
 
-    def export_dialog(self) -> None:
+    def _export_path(self, title: str, name: str, file_filter: str) -> str | None:
+        """The file to export to, asked for only once both endpoints are set."""
         if not self.has_endpoints():
             self.message.emit("Set walk endpoints A and B first")
-            return
-        path = dialogs.save_path(self, "Export latent walk", "walk.gif", dialogs.WALK_FILTER,
-                                 ".gif")
+            return None
+        return dialogs.save_path(self, title, name, file_filter, os.path.splitext(name)[1])
+
+    def export_dialog(self) -> None:
+        path = self._export_path("Export latent walk", "walk.gif", dialogs.WALK_FILTER)
         if path:
             self.export(path)
 
     def export_bvh_dialog(self) -> None:
-        if not self.has_endpoints():
-            self.message.emit("Set walk endpoints A and B first")
-            return
-        path = dialogs.save_path(self, "Export walk as BVH", "walk.bvh", dialogs.BVH_FILTER,
-                                 ".bvh")
+        path = self._export_path("Export walk as BVH", "walk.bvh", dialogs.BVH_FILTER)
         if path:
             self.export_bvh(path)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from handlatent.data.crop import (COMMON_OPTIONS, DEFAULT_MARGIN, CroppedHandDataset,
-                                  ReaderError, parse_spec, read_png)
+                                  ReaderError, existing_folder, parse_spec, read_png)
 from handlatent.joint_orders import from_order
 
 __all__ = ["FreiHANDDataset", "SPLITS", "TRAINING_VERSIONS", "open_freihand"]
@@ -97,10 +97,7 @@ class FreiHANDDataset(CroppedHandDataset):
 
     def __init__(self, path, split: str | None = None, versions=None, size: int = 256,
                  margin: float = DEFAULT_MARGIN, on_error: str = "raise"):
-        root = Path(path)
-        if not root.is_dir():
-            raise ReaderError(f"{root}: no such directory" if not root.exists()
-                              else f"{root}: not a directory")
+        root = existing_folder(path)
         if split is None:
             raise ReaderError(f"{root}: say which FreiHAND split: freihand:{root}?split=training "
                               "or ?split=evaluation")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from handlatent.data.crop import (COMMON_OPTIONS, DEFAULT_MARGIN, CroppedHandDataset,
-                                  ReaderError, parse_spec, read_png)
+                                  ReaderError, existing_folder, parse_spec, read_png)
 from handlatent.joint_orders import from_stb
 
 __all__ = ["STBDataset", "SPLITS", "BB_K", "BB_BASELINE_M", "open_stb"]
@@ -89,10 +89,7 @@ class STBDataset(CroppedHandDataset):
 
     def __init__(self, path, split: str | None = None, sequences=None, size: int = 256,
                  margin: float = DEFAULT_MARGIN, on_error: str = "raise"):
-        root = Path(path)
-        if not root.is_dir():
-            raise ReaderError(f"{root}: no such directory" if not root.exists()
-                              else f"{root}: not a directory")
+        root = existing_folder(path)
         if not (root / "images").is_dir() or not (root / "labels").is_dir():
             raise ReaderError(f"{root}: not an STB folder (expected images/<Seq>/BB_left_<i>.png "
                               "and labels/<Seq>_BB.mat)")
