@@ -2,11 +2,13 @@
 
 The file holds the 3D pose (root-relative, camera frame, bone units: the middle finger's MCP-PIP
 bone has length 1), the canonical pose (CPose) and viewpoint the pose decoders gave, and 2D
-keypoints. The model decodes no camera, so the 2D keypoints are those of the nominal camera:
-the pose scaled to a mean adult hand (middle MCP-PIP 39 mm), its palm 0.5 m in front of the
-camera, framed as the synthetic training crops frame a hand (a square 1.3 times the keypoints'
-extent, centred on them) in the decoded S×S image. They show where the decoded image should have
-the joints when the model reproduces its training framing; they are not measured on the image.
+keypoints in pixels of the decoded S×S image. A guided image decoder (ModelConfig.decoder_guide)
+decodes its own 2D keypoints, the ones it draws along: those are written. Other models decode no
+camera, so their 2D keypoints are those of the nominal camera: the pose scaled to a mean adult
+hand (middle MCP-PIP 39 mm), its palm 0.5 m in front of the camera, framed as the synthetic
+training crops frame a hand (a square 1.3 times the keypoints' extent, centred on them). They
+show where the decoded image should have the joints when the model reproduces its training
+framing; they are not measured on the image.
 """
 
 from __future__ import annotations
@@ -53,31 +55,42 @@ def nominal_camera(xyz: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 def pose_record(decoded: Decoded, size: int, order: str | JointOrder = PROJECT) -> dict[str, Any]:
     """The JSON document of one decoded pose, keypoints in `order` (module docstring)."""
     order = joint_order(order)
-    placed, k = nominal_camera(decoded.xyz, size)
-    uv = project(k[None], to_order(placed, order)[None])[0]
+    if decoded.uv is not None:  # the decoder's own keypoints (the wrist: the linear rule)
+        uv, camera = to_order(np.asarray(decoded.uv, np.float64), order), None
+        uv_text = ("2D keypoints (21 x 2) the guided image decoder draws along, in pixels of "
+                   "the decoded image (pixel centres at integers)")
+    else:
+        placed, k = nominal_camera(decoded.xyz, size)
+        uv = project(k[None], to_order(placed, order)[None])[0]
+        camera = {"K": json_floats(k), "image_size": int(size), "bone_length_m": NOMINAL_BONE_M,
+                  "palm_depth_m": NOMINAL_DEPTH_M, "crop_margin": CROP_MARGIN}
+        uv_text = ("2D keypoints (21 x 2) in pixels of the decoded image (pixel centres at "
+                   "integers) under the nominal camera 'camera': the pose times bone_length_m, "
+                   "the palm palm_depth_m ahead, framed as the training crops frame hands")
+    right = bool(decoded.is_right)
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "joint_order": {"name": order.name, "description": order.description},
         "keypoints": list(order.names),
         "bones": bones(order).tolist(),
+        "handedness": "right" if right else "left",
         "xyz": json_floats(to_order(decoded.xyz, order)),
         "uv": json_floats(uv),
         "cpose": json_floats(to_order(decoded.cpose, order)),
         "viewpoint": json_floats(decoded.viewpoint),
-        "camera": {"K": json_floats(k), "image_size": int(size),
-                   "bone_length_m": NOMINAL_BONE_M, "palm_depth_m": NOMINAL_DEPTH_M,
-                   "crop_margin": CROP_MARGIN},
+        "camera": camera,
         "latent": json_floats(decoded.z),
         "conventions": {
             "xyz": "3D keypoints (21 x 3, order of 'keypoints'), root-relative to the palm, "
                    "camera frame (x right, y down, z away from the camera), bone units (the "
-                   "middle MCP-PIP bone has length 1); xyz = cpose @ viewpoint",
-            "uv": "2D keypoints (21 x 2) in pixels of the decoded image (pixel centres at "
-                  "integers) under the nominal camera 'camera': the pose times bone_length_m, "
-                  "the palm palm_depth_m ahead, framed as the training crops frame hands",
+                   "middle MCP-PIP bone has length 1); xyz = cpose @ viewpoint, with cpose's z "
+                   "negated first for a right hand (handlatent.skeleton.compose)",
+            "uv": uv_text,
             "cpose": "canonical pose (21 x 3, order of 'keypoints'), bone units, a left hand",
             "viewpoint": "rotation (3 x 3), points as row vectors",
-            "handedness": "left: the model decodes every hand as a left hand",
+            "handedness": "the side the model decoded: right only where its crop head says so "
+                          "(ModelConfig.decoder_guide 'skeleton'); other models decode every "
+                          "hand as a left hand",
         },
     }
 

@@ -209,3 +209,28 @@ def test_pose_export_refuses_a_bad_path(session, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         write_pose(tmp_path / "missing" / "pose.json", decoded, S)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("guide", ["bones", "skeleton"])
+def test_a_guided_decoders_own_keypoints_and_side_are_exported(tmp_path, guide):
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(image_size=S, decoder_guide=guide)).eval()
+    if guide == "skeleton":  # its crop head says: a right hand
+        with torch.no_grad():
+            model.image_decoder.crop.out.bias[6] = 1.0
+    with Session(model, asynchronous=False) as s:
+        s.set_latent(np.random.default_rng(4).standard_normal(s.layout.total))
+        decoded = s.decode_now()
+        with torch.inference_mode():
+            out = model.decode(torch.tensor(decoded.z[None]))
+        expected = ((out["uv"][0].numpy() + 1) * S - 1) / 2  # bone_maps' frame -> pixels
+        np.testing.assert_allclose(decoded.uv, expected, atol=1e-5)
+        assert decoded.is_right is (True if guide == "skeleton" else None)
+        record = json.loads(write_pose(tmp_path / "pose.json", decoded, S, "rhd").read_text())
+    np.testing.assert_allclose(record["uv"][1:], expected[1:], atol=1e-5)  # fingers: as decoded
+    np.testing.assert_allclose(record["uv"][0], 2 * expected[0] - expected[12], atol=1e-5)
+    assert record["camera"] is None
+    assert record["handedness"] == ("right" if decoded.is_right else "left")
+    xyz = compose(np.array(record["cpose"]), np.array(record["viewpoint"]),
+                  is_right=bool(decoded.is_right))
+    np.testing.assert_allclose(record["xyz"], xyz, atol=1e-4)
