@@ -31,7 +31,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from handlatent.explorer.files import write_atomically
-from handlatent.skeleton import FINGERS, KEYPOINT_NAMES, NUM_KEYPOINTS
+from handlatent.skeleton import FINGER_CHAINS, KEYPOINT_NAMES, NUM_KEYPOINTS
 from handlatent.synth.kinematics import BONE_LENGTHS
 
 __all__ = ["CAMERA_TO_BVH", "UNIT_CM", "bvh_text", "write_bvh"]
@@ -41,8 +41,7 @@ UNIT_CM = 100 * float(BONE_LENGTHS[2, 0])  # the mean adult middle MCP-PIP bone 
 EULER = "ZXY"  # intrinsic: R = Rz · Rx · Ry; written in this channel order
 ROOT_CHANNELS = "Xposition Yposition Zposition Zrotation Xrotation Yrotation"
 JOINT_CHANNELS = "Zrotation Xrotation Yrotation"
-# per finger, keypoint indices from the MCP to the tip (project order: tip 4f+1 .. MCP 4f+4)
-CHAINS = [[4 * f + 4, 4 * f + 3, 4 * f + 2, 4 * f + 1] for f in range(len(FINGERS))]
+CHAINS = FINGER_CHAINS.tolist()  # per finger, keypoint indices from the MCP to the tip
 MCPS = [chain[0] for chain in CHAINS]
 
 

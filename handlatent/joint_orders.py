@@ -27,15 +27,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from handlatent.rotations import Array, _xp
-from handlatent.skeleton import BONES, FINGERS, KEYPOINT_NAMES, NUM_KEYPOINTS
+from handlatent.rotations import Array
+from handlatent.skeleton import (BONES, FINGERS, KEYPOINT_NAMES, NUM_KEYPOINTS, palm_to_wrist,
+                                 wrist_to_palm)
 
 __all__ = ["JointOrder", "ORDERS", "ALIASES", "PROJECT", "order_names", "joint_order",
            "to_order", "from_order", "convert", "bones", "STB_TO_RHD", "RHD_TO_MANO",
            "MANO_TO_RHD", "from_stb"]
 
 _BASE_TO_TIP = ("mcp", "pip", "dip", "tip")
-_MIDDLE_MCP = KEYPOINT_NAMES.index("middle_mcp")
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,7 @@ def to_order(points: Array, order: str | JointOrder) -> Array:
     order = joint_order(order)
     _check(points)
     if order.root == "wrist":
-        wrist = 2 * points[..., 0:1, :] - points[..., _MIDDLE_MCP:_MIDDLE_MCP + 1, :]
-        points = _xp(points).concatenate([wrist, points[..., 1:, :]], -2)
+        points = palm_to_wrist(points)
     return points[..., order.from_project, :]
 
 
@@ -122,10 +121,7 @@ def from_order(points: Array, order: str | JointOrder) -> Array:
     order = joint_order(order)
     _check(points)
     points = points[..., order.to_project, :]
-    if order.root == "wrist":
-        palm = (points[..., 0:1, :] + points[..., _MIDDLE_MCP:_MIDDLE_MCP + 1, :]) / 2
-        points = _xp(points).concatenate([palm, points[..., 1:, :]], -2)
-    return points
+    return wrist_to_palm(points) if order.root == "wrist" else points
 
 
 def convert(points: Array, source: str | JointOrder, target: str | JointOrder) -> Array:

@@ -12,7 +12,8 @@ from array_helpers import tolerance as rtol
 from handlatent.rotations import random_rotations
 from handlatent.skeleton import (BONE_COLORS, BONES, FINGER_COLORS, FINGER_OF_KEYPOINT, FINGERS,
                                  KEYPOINT_NAMES, NUM_KEYPOINTS, bone_scale, canonicalize, compose,
-                                 flip_if_right, root_relative, wrist_to_palm)
+                                 flip_if_right, palm_to_wrist, root_relative,
+                                 wrist_to_palm)
 
 BACKENDS = [("numpy", np.float64), ("numpy", np.float32),
             ("torch", torch.float64), ("torch", torch.float32)]
@@ -88,6 +89,7 @@ def test_wrist_to_palm_root_relative_and_bone_scale(backend, dtype):
     xyz = convert(raw, backend, dtype)
     palm = wrist_to_palm(xyz)
     assert_close(palm[:, 0], (raw[:, 0] + raw[:, 12]) / 2, rtol(dtype))
+    assert_close(palm_to_wrist(palm), raw, rtol(dtype))  # and back: wrist = 2 palm - middle MCP
     assert_close(palm[:, 1:], xyz[:, 1:], 0)
     assert_close(xyz, convert(raw, backend, dtype), 0)  # input untouched
     rel = root_relative(xyz)
