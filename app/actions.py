@@ -12,6 +12,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import QMenu, QStyle, QToolBar
 
+from handlatent.joint_orders import ORDERS
 from handlatent.resources import example_images
 
 if TYPE_CHECKING:
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
 
 PART_SHORTCUTS = {"z_y1": "Shift+1", "z_y2": "Shift+2", "z_u": "Shift+3"}
 PART_NAMES = {"z_y1": "pose", "z_y2": "viewpoint", "z_u": "content"}
+EXPORT_ORDER_TEXT = {"handlatent": "&handlatent order (RHD, palm first)",
+                     "rhd": "&RHD order (wrist first)", "stb": "&STB order",
+                     "freihand": "&FreiHAND / MANO / MediaPipe / OpenPose order"}
 
 
 def install_actions(w: "MainWindow") -> dict[str, QAction]:
@@ -79,6 +83,13 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
     file_menu.addSeparator()
     file_menu.addAction(act("save_image", "Save &image…", w.save_image_dialog, "Ctrl+E",
                             "Save the decoded image as PNG"))
+    pose_menu = file_menu.addMenu("Export &pose")
+    for order in ORDERS.values():
+        pose_menu.addAction(act(
+            f"export_pose_{order.name}", f"{EXPORT_ORDER_TEXT[order.name]}…",
+            lambda o=order.name: w.export_pose_dialog(o),
+            tip=f"Save the current 3D pose, 2D keypoints and CPose as JSON or CSV, "
+                f"keypoints in {order.description}"))
     file_menu.addAction(act("save_screenshot", "Save screens&hot…", w.save_screenshot_dialog,
                             "Ctrl+Shift+S", "Save a screenshot of the whole window"))
     file_menu.addSeparator()
@@ -126,6 +137,10 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
                             "Space", "Play or pause the latent walk"))
     walk_menu.addAction(act("walk_export", "&Export walk…", w.walk_panel.export_dialog,
                             "Ctrl+Shift+E", "Export the walk as GIF, MP4 or PNG strip"))
+    walk_menu.addAction(act("walk_export_bvh", "Export walk as &BVH…",
+                            w.walk_panel.export_bvh_dialog,
+                            tip="Save the walk's 3D poses as a BVH skeleton animation "
+                                "(Blender: File ▸ Import ▸ Motion Capture)"))
 
     view_menu = bar.addMenu("&View")
     a = act("canonical", "&Canonical pose in 3D view", w.set_canonical_view, "C",

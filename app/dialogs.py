@@ -19,8 +19,10 @@ MODEL_FILTER = "handlatent checkpoints (*.pt);;All files (*)"
 PRESET_FILTER = "Latent presets (*.json);;All files (*)"
 PNG_FILTER = "PNG image (*.png);;JPEG image (*.jpg *.jpeg);;All files (*)"
 WALK_FILTER = "Animated GIF (*.gif);;MP4 video (*.mp4);;PNG strip (*.png)"
+POSE_FILTER = "Pose JSON (*.json);;Pose CSV (*.csv)"
+BVH_FILTER = "BVH skeleton animation (*.bvh)"
 WALK_SUFFIX_OF_FILTER = {"Animated GIF (*.gif)": ".gif", "MP4 video (*.mp4)": ".mp4",
-                         "PNG strip (*.png)": ".png"}
+                         "PNG strip (*.png)": ".png", "Pose CSV (*.csv)": ".csv"}
 
 
 def is_image_path(path: str) -> bool:

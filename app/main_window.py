@@ -33,6 +33,8 @@ from handlatent.app.walk_panel import WalkPanel
 from handlatent.explorer.drag import FREE_PARTS
 from handlatent.explorer.labels import crop_keypoints
 from handlatent.explorer.sampling import SOURCE_LABELS
+from handlatent.joint_orders import joint_order
+from handlatent.pose_export import write_pose
 from handlatent.skeleton import KEYPOINT_NAMES
 
 ORGANIZATION = "handlatent"
@@ -371,6 +373,22 @@ class MainWindow(ImageDropMixin, QMainWindow):
             return False
         self.add_recent(str(written))
         self.show_message(f"Preset saved to {written}")
+        return True
+
+    def export_pose_dialog(self, order: str = "handlatent") -> None:
+        path = dialogs.save_path(self, f"Export pose ({joint_order(order).description})",
+                                 "pose.json", dialogs.POSE_FILTER, ".json")
+        if path:
+            self.export_pose(path, order)
+
+    def export_pose(self, path: str, order: str = "handlatent") -> bool:
+        """Write the current pose (3D, 2D, CPose, viewpoint) as JSON or CSV in `order`."""
+        try:
+            written = write_pose(path, self.session.decode_now(), self.session.image_size, order)
+        except (ValueError, OSError) as error:
+            self.show_message(f"Cannot export the pose: {error}")
+            return False
+        self.show_message(f"Pose exported to {written} ({joint_order(order).name} order)")
         return True
 
     def save_image_dialog(self) -> None:

@@ -157,9 +157,15 @@ class WalkPanel(QWidget):
         self.fps.setRange(1, 60)
         self.fps.setValue(12)
         self.export_button = QPushButton("Export GIF / MP4 / PNG…")
+        self.bvh_button = QPushButton("Export BVH…")
+        self.bvh_button.setToolTip("The walk's 3D poses as a BVH skeleton animation (Blender: "
+                                   "File ▸ Import ▸ Motion Capture)")
         form.addRow("Frames:", self.frames)
         form.addRow("FPS:", self.fps)
-        form.addRow(self.export_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.export_button)
+        buttons.addWidget(self.bvh_button)
+        form.addRow(buttons)
         row.addWidget(export_box)
         for box in (play_box, export_box, *self.ends.values()):
             box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
@@ -171,6 +177,7 @@ class WalkPanel(QWidget):
         self.scrub.valueChanged.connect(self._on_scrub)
         self.parts.currentIndexChanged.connect(self._on_parts)
         self.export_button.clicked.connect(self.export_dialog)
+        self.bvh_button.clicked.connect(self.export_bvh_dialog)
         bridge.walkChanged.connect(self.sync)
         self._select_parts(walk.parts)
         self._on_parts()
@@ -210,7 +217,7 @@ class WalkPanel(QWidget):
         for which, box in self.ends.items():
             box.show_image(self.walk.endpoint_image(which))
         ready = self.has_endpoints()
-        for w in (self.play_button, self.scrub, self.export_button):
+        for w in (self.play_button, self.scrub, self.export_button, self.bvh_button):
             w.setEnabled(ready)
         if not ready and self.play_button.isChecked():
             self.play_button.setChecked(False)
@@ -272,14 +279,32 @@ class WalkPanel(QWidget):
 
     # -- export --------------------------------------------------------------------------------
 
-    def export_dialog(self) -> None:
+    def _export_path(self, title: str, name: str, file_filter: str) -> str | None:
+        """The file to export to, asked for only once both endpoints are set."""
         if not self.has_endpoints():
             self.message.emit("Set walk endpoints A and B first")
-            return
-        path = dialogs.save_path(self, "Export latent walk", "walk.gif", dialogs.WALK_FILTER,
-                                 ".gif")
+            return None
+        return dialogs.save_path(self, title, name, file_filter, os.path.splitext(name)[1])
+
+    def export_dialog(self) -> None:
+        path = self._export_path("Export latent walk", "walk.gif", dialogs.WALK_FILTER)
         if path:
             self.export(path)
+
+    def export_bvh_dialog(self) -> None:
+        path = self._export_path("Export walk as BVH", "walk.bvh", dialogs.BVH_FILTER)
+        if path:
+            self.export_bvh(path)
+
+    def export_bvh(self, path: str) -> bool:
+        """Write the walk's poses (Frames, FPS as set) as BVH; fast: the pose decoders only."""
+        try:
+            written = self.walk.export_bvh(path, self.frames.value(), self.fps.value())
+        except (ValueError, OSError) as error:
+            self.message.emit(f"Cannot export BVH: {error}")
+            return False
+        self.message.emit(f"Walk exported as BVH to {written}")
+        return True
 
     def export(self, path: str, n_frames: int | None = None, fps: float | None = None,
                show_progress: bool = True) -> Job:

@@ -22,35 +22,43 @@ from handlatent.explorer.decoder import to_uint8_images
 from handlatent.explorer.figures import BACKGROUND, draw_skeleton, upscale
 from handlatent.explorer.images import ImageError, ImageSource, PreparedImage, prepare_image
 from handlatent.explorer.stats import images_to_tensor
+from handlatent.joint_orders import PROJECT, JointOrder, bones, joint_order, to_order
 from handlatent.model import DVAE
 from handlatent.photo_crop import CropBox, to_photo_frame
-from handlatent.skeleton import BONES, KEYPOINT_NAMES
 
 FORMAT = "handlatent-estimate"
 FORMAT_VERSION = 1
 OVERLAY_PANEL = 256  # overlay panels are the model's size times an integer, at least this
 OVERLAY_GAP = 4
-CONVENTIONS = {
-    "keypoints": list(KEYPOINT_NAMES),
-    "bones": BONES.tolist(),
-    "xyz": "3D keypoints (21 x 3, order of 'keypoints') = compose(cpose, viewpoint): "
-           "root-relative (trained with keypoint 0, the palm, at the origin; the decoded palm "
-           "lies near it), camera frame (x right, y down, z away from the camera), in bone "
-           "units: the middle finger's MCP-PIP bone has length 1; times the hand's length of "
-           "that bone in metres gives metres",
-    "cpose": "canonical pose (21 x 3), bone units, always a left hand in the hand's own frame",
-    "viewpoint": "rotation (3 x 3) with xyz = cpose @ viewpoint (points as row vectors)",
-    "handedness": "not estimated: the model decodes every hand as a left hand. With --side "
-                  "right (crop.side) the crop was mirrored for the model and xyz and viewpoint "
-                  "are mirrored back: xyz is the right hand as the photo shows it, = "
-                  "handlatent.skeleton.compose(cpose, viewpoint, is_right=True)",
-    "latent": "posterior q(z | image) of the whole latent z = [z_y1 | z_y2 | z_u]: mean (what "
-              "xyz is decoded from) and log-variance",
-    "crop": "box (left, top, right, bottom) in pixels of the upright image (EXIF rotation "
-            "applied, full resolution): the square (--box, default the centre square) resized "
-            "to the model's input size; side: the hand's side as given with --side (right: the "
-            "crop was mirrored), null: not given, the hand as the model reads it",
-}
+def conventions(order: str | JointOrder = PROJECT) -> dict[str, Any]:
+    """The "conventions" entry of an estimate file: keypoint names, bones, units and frames,
+    with the keypoints in `order` (handlatent.joint_orders)."""
+    order = joint_order(order)
+    root = ("keypoint 0, the palm, at the origin" if order.root == "palm" else
+            "the palm (midpoint of the wrist, keypoint 0, and the middle MCP) at the origin")
+    return {
+        "joint_order": {"name": order.name, "description": order.description},
+        "keypoints": list(order.names),
+        "bones": bones(order).tolist(),
+        "xyz": "3D keypoints (21 x 3, order of 'keypoints') = compose(cpose, viewpoint): "
+               f"root-relative (trained with {root}; the decoded palm "
+               "lies near it), camera frame (x right, y down, z away from the camera), in bone "
+               "units: the middle finger's MCP-PIP bone has length 1; times the hand's length of "
+               "that bone in metres gives metres",
+        "cpose": "canonical pose (21 x 3, order of 'keypoints'), bone units, always a left hand "
+                 "in the hand's own frame",
+        "viewpoint": "rotation (3 x 3) with xyz = cpose @ viewpoint (points as row vectors)",
+        "handedness": "not estimated: the model decodes every hand as a left hand. With --side "
+                      "right (crop.side) the crop was mirrored for the model and xyz and "
+                      "viewpoint are mirrored back: xyz is the right hand as the photo shows it, "
+                      "= handlatent.skeleton.compose(cpose, viewpoint, is_right=True)",
+        "latent": "posterior q(z | image) of the whole latent z = [z_y1 | z_y2 | z_u]: mean (what "
+                  "xyz is decoded from) and log-variance",
+        "crop": "box (left, top, right, bottom) in pixels of the upright image (EXIF rotation "
+                "applied, full resolution): the square (--box, default the centre square) "
+                "resized to the model's input size; side: the hand's side as given with --side "
+                "(right: the crop was mirrored), null: not given, the hand as the model reads it",
+    }
 
 
 @dataclass(frozen=True)
@@ -131,7 +139,7 @@ def estimate_images(model: DVAE, sources: Iterable[ImageSource], *, batch_size: 
             yield r if isinstance(r, ImageFailure) else next(estimates)
 
 
-def _floats(a: np.ndarray) -> list[Any]:
+def json_floats(a: np.ndarray) -> list[Any]:
     """A float32 array as nested lists of the shortest decimals that read back to it exactly."""
     a = np.asarray(a, dtype=np.float32)
     flat = [float(str(v)) for v in a.ravel()]
@@ -147,17 +155,18 @@ def model_record(model: DVAE, checkpoint: str | os.PathLike) -> dict[str, Any]:
             "latent_slices": {name: [s.start, s.stop] for name, s in layout.slices.items()}}
 
 
-def estimate_record(estimate: PoseEstimate, path: str) -> dict[str, Any]:
-    """One image's entry of an estimate file (units and orders: `CONVENTIONS`)."""
+def estimate_record(estimate: PoseEstimate, path: str,
+                    order: str | JointOrder = PROJECT) -> dict[str, Any]:
+    """One image's entry of an estimate file, keypoints in `order` (units: `conventions`)."""
     p = estimate.prepared
     return {"path": path,
             "size": list(p.original_size),
             "crop": {"box": [round(v, 2) for v in p.crop_box], "image_size": list(p.upright_size),
                      "resized_to": int(p.model_input.shape[0]), "side": estimate.side},
-            "xyz": _floats(estimate.xyz),
-            "cpose": _floats(estimate.cpose),
-            "viewpoint": _floats(estimate.viewpoint),
-            "latent": {"mean": _floats(estimate.mean), "logvar": _floats(estimate.logvar)}}
+            "xyz": json_floats(to_order(estimate.xyz, order)),
+            "cpose": json_floats(to_order(estimate.cpose, order)),
+            "viewpoint": json_floats(estimate.viewpoint),
+            "latent": {"mean": json_floats(estimate.mean), "logvar": json_floats(estimate.logvar)}}
 
 
 def overlay(estimate: PoseEstimate) -> np.ndarray:

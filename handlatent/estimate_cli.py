@@ -2,6 +2,7 @@
 
     handlatent-estimate photos/*.jpg --out poses.json
     handlatent-estimate shots/ more/hand.png --checkpoint runs/x/best.pt --out poses/ --overlays ov/
+    handlatent-estimate hand.jpg --out hand.json --joint-order mediapipe
 
 Writes per image the 3D pose, CPose, viewpoint, posterior latent and crop; images are prepared as
 the explorer prepares them. --out FILE: one JSON document ("-": stdout); --out DIR/ (an existing
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from handlatent.cli_errors import one_line, report_unexpected
+from handlatent.joint_orders import joint_order, order_names
 from handlatent.photo_crop import SIDES, CropBox, parse_box
 
 PROG = "handlatent-estimate"
@@ -57,6 +59,13 @@ def _box(text: str) -> CropBox:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _joint_order(text: str) -> str:
+    try:
+        return joint_order(text).name
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
@@ -81,6 +90,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--side", choices=SIDES,
                    help="the hand's side: right hands are mirrored for the model and their "
                         "pose mirrored back (default: the hand as the model reads it)")
+    p.add_argument("--joint-order", default="handlatent", type=_joint_order, metavar="NAME",
+                   help="keypoint order of xyz and cpose: " + ", ".join(order_names()) +
+                        " (default handlatent: RHD's order with the palm first; docs/estimate.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return p.parse_args(argv)
 
@@ -249,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from handlatent.estimate import (CONVENTIONS, FORMAT, FORMAT_VERSION, ImageFailure,
+    from handlatent.estimate import (FORMAT, FORMAT_VERSION, ImageFailure, conventions,
                                      estimate_images, estimate_record, model_record, overlay)
 
     inputs = collect_inputs(args.images)
@@ -259,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = plan_outputs(args.out, args.overlays, inputs.files)
     model, checkpoint = open_model(args.checkpoint, args.device)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION,
-              "model": model_record(model, checkpoint), "conventions": CONVENTIONS}
+              "model": model_record(model, checkpoint), "conventions": conventions(args.joint_order)}
     json_names = output_names(inputs.files, ".json")
     overlay_names = output_names(inputs.files, ".png")
     records: list[dict[str, Any]] = []
@@ -280,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
                 if outputs.folder is not None:
                     _write_json(outputs.folder / json_names[path], {**header, "error": entry})
                 continue
-            record = estimate_record(result, str(path))
+            record = estimate_record(result, str(path), args.joint_order)
             records.append(record)
             if outputs.folder is not None:
                 _write_json(outputs.folder / json_names[path], {**header, "image": record})

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from handlatent.skeleton import BONES, FINGERS, NUM_KEYPOINTS
+from handlatent.skeleton import BONES, FINGER_CHAINS, FINGERS, NUM_KEYPOINTS, palm_to_wrist
 
 FLEXION_JOINTS = (("CMC", "MCP", "IP"),) + (("MCP", "PIP", "DIP"),) * 4
 BONE_NAMES = (("palm–CMC", "metacarpal", "proximal", "distal"),) + \
@@ -166,7 +166,7 @@ def palm_frame(xyz: np.ndarray, is_right: bool = False
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(wrist, x, y, n) of hands (..., 21, 3): the wrist point and the palm frame's unit axes
     (x towards the little finger, y distal, n palmar), each (..., 3)."""
-    wrist = 2 * xyz[..., 0, :] - xyz[..., _MIDDLE_MCP, :]
+    wrist = palm_to_wrist(xyz)[..., 0, :]
     y = _unit(xyz[..., _MIDDLE_MCP, :] - wrist)
     across = xyz[..., _LITTLE_MCP, :] - xyz[..., _INDEX_MCP, :]
     x = _unit(across - _dot(across, y)[..., None] * y)
@@ -187,7 +187,7 @@ def measure_pose(xyz: np.ndarray, *, mm_per_unit: float | None = None,
         raise ValueError(f"expected keypoints of shape (..., 21, 3), got {xyz.shape}")
     wrist, x, y, n = palm_frame(xyz, is_right)
     # chains (..., 5, 4, 3): per finger its base (MCP; thumb CMC) out to its tip
-    chain = xyz[..., [[4 * f + 4, 4 * f + 3, 4 * f + 2, 4 * f + 1] for f in range(5)], :]
+    chain = xyz[..., FINGER_CHAINS, :]
     bones = _unit(np.diff(chain, axis=-2))                  # (..., 5, 3, 3)
     # broadcast over fingers: the palm frame, the axis about which fingers flex (towards the
     # palm) and the one about which they turn towards the thumb, the same for either hand

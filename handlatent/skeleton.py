@@ -22,6 +22,8 @@ KEYPOINT_NAMES = ("palm",) + tuple(
     f"{finger}_{joint}" for finger in FINGERS for joint in ("tip", "dip", "pip", "mcp"))
 # Finger f owns keypoints 4f+1 (tip) .. 4f+4 (MCP); the root belongs to none (-1).
 FINGER_OF_KEYPOINT = np.array([-1] + [f for f in range(5) for _ in range(4)])
+# Per finger (thumb .. little) its keypoints from the base (MCP; the thumb's CMC) to the tip.
+FINGER_CHAINS = np.array([[4 * f + j for j in (4, 3, 2, 1)] for f in range(len(FINGERS))])
 # (parent, child) per bone: root -> MCP -> PIP -> DIP -> tip, finger by finger.
 BONES = np.array([(0 if j == 4 else 4 * f + j + 1, 4 * f + j)
                   for f in range(5) for j in (4, 3, 2, 1)])
@@ -29,24 +31,22 @@ FINGER_COLORS = ((0.90, 0.10, 0.10), (1.00, 0.60, 0.00), (0.15, 0.75, 0.15),
                  (0.15, 0.35, 0.95), (0.85, 0.15, 0.85))
 BONE_COLORS = np.array(FINGER_COLORS)[FINGER_OF_KEYPOINT[BONES[:, 1]]]
 
-# Order maps: `new = old[..., MAP, :]`.
-STB_TO_RHD = np.array([0, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1])
-# MANO / OpenPose order: 0 wrist, then per finger (thumb .. little) from the base to the tip.
-RHD_TO_MANO = np.array([0] + [4 * f + j for f in range(5) for j in (4, 3, 2, 1)])
-MANO_TO_RHD = np.argsort(RHD_TO_MANO)
+# Other datasets' keypoint orders and converters: handlatent.joint_orders.
 
 _MIDDLE_MCP, _MIDDLE_PIP, _LITTLE_MCP = 12, 11, 20
-
-
-def from_stb(xyz_mm: Array) -> Array:
-    """STB joints (palm first, millimetres) to RHD order in metres."""
-    return xyz_mm[..., STB_TO_RHD, :] / 1000
 
 
 def wrist_to_palm(xyz: Array) -> Array:
     """Replace keypoint 0 (the wrist in raw RHD labels) by the palm: mid-wrist-to-middle-MCP."""
     palm = (xyz[..., 0:1, :] + xyz[..., _MIDDLE_MCP:_MIDDLE_MCP + 1, :]) / 2
     return _xp(xyz).concatenate([palm, xyz[..., 1:, :]], -2)
+
+
+def palm_to_wrist(xyz: Array) -> Array:
+    """Inverse of `wrist_to_palm`: keypoint 0 (the palm) replaced by the wrist,
+    2 · palm − middle MCP."""
+    wrist = 2 * xyz[..., 0:1, :] - xyz[..., _MIDDLE_MCP:_MIDDLE_MCP + 1, :]
+    return _xp(xyz).concatenate([wrist, xyz[..., 1:, :]], -2)
 
 
 def root_relative(xyz: Array) -> Array:

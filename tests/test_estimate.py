@@ -193,6 +193,30 @@ def test_folder_output_matches_the_single_file(checkpoint, hands, tmp_path, caps
     assert together == apart
 
 
+def test_joint_order_reorders_xyz_cpose_and_the_named_keypoints(checkpoint, hands, tmp_path,
+                                                                  capsys):
+    common = ["--checkpoint", str(checkpoint), "--device", "cpu", "--quiet"]
+    assert main([str(hands[0]), "--out", str(tmp_path / "own.json"), *common]) == 0
+    assert main([str(hands[0]), "--out", str(tmp_path / "mp.json"), "--joint-order",
+                 "MediaPipe", *common]) == 0
+    own, mp = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("own", "mp"))
+    assert mp["conventions"]["joint_order"]["name"] == "freihand"
+    names = mp["conventions"]["keypoints"]
+    assert names[:5] == ["wrist", "thumb_mcp", "thumb_pip", "thumb_dip", "thumb_tip"]
+    assert [names[p] for p in mp["conventions"]["bones"][0]] == ["wrist", "thumb_mcp"]
+    for key in ("xyz", "cpose"):
+        ours, theirs = np.array(own["images"][0][key]), np.array(mp["images"][0][key])
+        for i, name in enumerate(names[1:], 1):  # every finger joint moved to its slot
+            np.testing.assert_allclose(theirs[i], ours[KEYPOINT_NAMES.index(name)], atol=1e-6)
+        # the wrist: the palm is the midpoint of the wrist and the middle MCP
+        np.testing.assert_allclose((theirs[0] + ours[12]) / 2, ours[0], atol=1e-6)
+    assert mp["images"][0]["viewpoint"] == own["images"][0]["viewpoint"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(hands[0]), "--out", "x.json", "--joint-order", "coco", *common])
+    assert exit_info.value.code == 2
+    assert "unknown joint order 'coco'" in capsys.readouterr().err
+
+
 def test_stdout_output_and_a_glob(checkpoint, hands, tmp_path, capsys):
     pattern = str(hands[0].parent / "hand*.png")
     assert main([pattern, str(hands[1]), "--out", "-", "--checkpoint", str(checkpoint),

@@ -29,7 +29,8 @@ from handlatent.data.augment import AugmentConfig
 from handlatent.data.crop import project
 from handlatent.data.safe_pickle import UnsafePickleError, load_pickle
 from handlatent.data.synthetic import SyntheticHandDataset
-from handlatent.skeleton import STB_TO_RHD, compose
+from handlatent.joint_orders import STB_TO_RHD
+from handlatent.skeleton import compose
 from oracle_model import OracleModel
 
 torch.set_num_threads(1)

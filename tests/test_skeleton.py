@@ -11,9 +11,9 @@ from array_helpers import tolerance as rtol
 
 from handlatent.rotations import random_rotations
 from handlatent.skeleton import (BONE_COLORS, BONES, FINGER_COLORS, FINGER_OF_KEYPOINT, FINGERS,
-                                 KEYPOINT_NAMES, MANO_TO_RHD, NUM_KEYPOINTS, RHD_TO_MANO,
-                                 STB_TO_RHD, bone_scale, canonicalize, compose, flip_if_right,
-                                 from_stb, root_relative, wrist_to_palm)
+                                 KEYPOINT_NAMES, NUM_KEYPOINTS, bone_scale, canonicalize, compose,
+                                 flip_if_right, palm_to_wrist, root_relative,
+                                 wrist_to_palm)
 
 BACKENDS = [("numpy", np.float64), ("numpy", np.float32),
             ("torch", torch.float64), ("torch", torch.float32)]
@@ -81,25 +81,6 @@ def test_colors_are_distinct_per_finger_and_follow_the_child():
         assert tuple(color) == FINGER_COLORS[FINGER_OF_KEYPOINT[child]]
 
 
-def test_stb_order_maps_to_rhd_and_millimetres_to_metres():
-    stb_names = ["palm"] + [f"{finger}_{joint}" for finger in reversed(FINGERS)
-                            for joint in ("mcp", "pip", "dip", "tip")]
-    assert [stb_names[i] for i in STB_TO_RHD] == list(KEYPOINT_NAMES)
-    stb = np.random.default_rng(0).standard_normal((2, 21, 3)) * 100
-    np.testing.assert_allclose(from_stb(stb)[:, 1], stb[:, 20] / 1000)
-    np.testing.assert_allclose(as_numpy(from_stb(torch.tensor(stb))), from_stb(stb))
-    np.testing.assert_array_equal(torch.tensor(stb)[..., STB_TO_RHD, :], stb[..., STB_TO_RHD, :])
-
-
-def test_mano_order_maps_are_inverse_permutations():
-    assert sorted(RHD_TO_MANO) == list(range(21))
-    np.testing.assert_array_equal(RHD_TO_MANO[MANO_TO_RHD], np.arange(21))
-    np.testing.assert_array_equal(MANO_TO_RHD[RHD_TO_MANO], np.arange(21))
-    mano_names = [KEYPOINT_NAMES[i] for i in RHD_TO_MANO]
-    assert mano_names[:5] == ["palm", "thumb_mcp", "thumb_pip", "thumb_dip", "thumb_tip"]
-    assert mano_names[17:] == ["little_mcp", "little_pip", "little_dip", "little_tip"]
-
-
 # --- root, scale ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend,dtype", BACKENDS)
@@ -108,6 +89,7 @@ def test_wrist_to_palm_root_relative_and_bone_scale(backend, dtype):
     xyz = convert(raw, backend, dtype)
     palm = wrist_to_palm(xyz)
     assert_close(palm[:, 0], (raw[:, 0] + raw[:, 12]) / 2, rtol(dtype))
+    assert_close(palm_to_wrist(palm), raw, rtol(dtype))  # and back: wrist = 2 palm - middle MCP
     assert_close(palm[:, 1:], xyz[:, 1:], 0)
     assert_close(xyz, convert(raw, backend, dtype), 0)  # input untouched
     rel = root_relative(xyz)

@@ -104,7 +104,7 @@ class DataConfig:
     batch_size: int = 32
     # DataLoader worker processes (per training process); 0 loads in the training process.
     workers: int = 1
-    # Augmentation of real photographs (rhd:, stb:) while cropping: scale, shift, in-plane
+    # Augmentation of real photographs (rhd:, stb:, freihand:) while cropping: scale, shift, in-plane
     # rotation (labels turned with it), hue; reproducible per (run.seed, epoch, sample).
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

@@ -202,7 +202,7 @@ def _open_data(path: str, image_size: int):
     from handlatent.data import CROPPING_READERS, open_dataset, spec_kind
 
     try:
-        # photographs (rhd:, stb:) are cropped to the model's input size
+        # photographs (rhd:, stb:, freihand:) are cropped to the model's input size
         kwargs = {"size": image_size} if spec_kind(path) in CROPPING_READERS else {}
         dataset = open_dataset(path, **kwargs)
     except (OSError, ValueError, KeyError) as err:

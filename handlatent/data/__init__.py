@@ -2,8 +2,8 @@
 
 A spec is a path, optionally with a kind prefix: ``PATH`` or ``synth:PATH`` open a directory
 written by ``handlatent-synth`` (:class:`handlatent.data.synthetic.SyntheticHandDataset`). Readers
-for real datasets (``rhd:``, ``stb:``, ``labels:``: a label folder written by the explorer,
-also found from a plain path to it) are added with :func:`register_reader`. Every dataset's
+for real datasets (``rhd:``, ``stb:``, ``freihand:``, ``labels:``: a label folder written by the
+explorer, also found from a plain path to it) are added with :func:`register_reader`. Every dataset's
 items are dicts with the keys of ``SyntheticHandDataset`` (``labelled`` tells whether the 3D
 labels are real).
 """
@@ -58,11 +58,18 @@ def _open_labels(path, **kwargs):
     return open_labels(path, **kwargs)
 
 
+def _open_freihand(path, **kwargs):
+    from handlatent.data.freihand import open_freihand
+
+    return open_freihand(path, **kwargs)
+
+
 register_reader("rhd", _open_rhd)  # handlatent/data/rhd.py
 register_reader("stb", _open_stb)  # handlatent/data/stb.py
+register_reader("freihand", _open_freihand)  # handlatent/data/freihand.py
 register_reader("labels", _open_labels)  # handlatent/data/labelled.py: the explorer's labels
 # Readers of real photographs crop the hand to `size` pixels: callers pass the model's size.
-CROPPING_READERS = frozenset({"rhd", "stb", "labels"})
+CROPPING_READERS = frozenset({"rhd", "stb", "freihand", "labels"})
 LABELS_INDEX = "labels.json"   # a plain path to a folder holding it is a label folder
 
 

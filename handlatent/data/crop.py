@@ -27,6 +27,7 @@ import os
 import threading
 import urllib.parse
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,7 +40,8 @@ from handlatent.skeleton import canonicalize
 
 __all__ = ["DEFAULT_MARGIN", "crop_box", "crop_matrix", "warp", "project", "rotation_z",
            "crop_intrinsics", "ReaderError", "parse_spec", "BadSamples", "read_png",
-           "real_content_length", "crop_item", "CroppedHandDataset", "COMMON_OPTIONS"]
+           "real_content_length", "crop_item", "CroppedHandDataset", "COMMON_OPTIONS",
+           "existing_folder"]
 
 DEFAULT_MARGIN = 1.25
 MIN_SIDE, MAX_SIDE = 50.0, 500.0  # source pixels (hand3d's clamp)
@@ -175,6 +177,15 @@ def parse_spec(path, options: dict, allowed: dict) -> tuple[str, dict]:
             raise ReaderError(f"{text}: option {key}={value!r} contradicts {key}={options[key]!r}")
         merged[key] = value
     return base, merged
+
+
+def existing_folder(path) -> Path:
+    """`path` as a Path if it is a folder; ReaderError naming it otherwise."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ReaderError(f"{root}: no such directory" if not root.exists()
+                          else f"{root}: not a directory")
+    return root
 
 
 def on_error_option(value: str) -> str:

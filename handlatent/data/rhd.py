@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from handlatent.data.crop import (COMMON_OPTIONS, DEFAULT_MARGIN, CroppedHandDataset,
-                                  ReaderError, parse_spec, read_png)
+                                  ReaderError, existing_folder, parse_spec, read_png)
 from handlatent.data.safe_pickle import load_pickle
 from handlatent.skeleton import wrist_to_palm
 
@@ -61,12 +61,9 @@ class RHDDataset(CroppedHandDataset):
 
     def __init__(self, path, split: str | None = None, size: int = 256,
                  margin: float = DEFAULT_MARGIN, on_error: str = "raise"):
-        root = Path(path)
         if split is not None and split not in SPLITS:
-            raise ReaderError(f"{root}: unknown RHD split {split!r} (use training or evaluation)")
-        if not root.is_dir():
-            raise ReaderError(f"{root}: no such directory" if not root.exists()
-                              else f"{root}: not a directory")
+            raise ReaderError(f"{path}: unknown RHD split {split!r} (use training or evaluation)")
+        root = existing_folder(path)
         if root.name in SPLITS and (root / f"anno_{root.name}.pickle").exists() and (
                 split is None or split == root.name):
             split, folder = root.name, root  # pointed at the split's own folder

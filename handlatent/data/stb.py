@@ -6,7 +6,7 @@
 Layout (conventions.md §3): ``images/<Seq>/BB_left_<i>.png`` and ``BB_right_<i>.png`` (640×480),
 ``labels/<Seq>_BB.mat`` holding ``handPara`` 3×21×N in millimetres, STB's joint order, in the
 left camera's frame. Each frame gives two items, left image then right image. The joints are put
-in RHD order and metres (skeleton.from_stb; STB's joint 0 is already the palm), the right
+in RHD order and metres (joint_orders.from_stb; STB's joint 0 is already the palm), the right
 camera's points are the left camera's shifted by the baseline (x − 120.054 mm), both projected
 with the published rectified intrinsics (fx = fy = 822.79041, cx = 318.47345, cy = 250.31296).
 All keypoints count as visible (STB has no occlusion labels); every hand is a left hand.
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from handlatent.data.crop import (COMMON_OPTIONS, DEFAULT_MARGIN, CroppedHandDataset,
-                                  ReaderError, parse_spec, read_png)
-from handlatent.skeleton import from_stb
+                                  ReaderError, existing_folder, parse_spec, read_png)
+from handlatent.joint_orders import from_stb
 
 __all__ = ["STBDataset", "SPLITS", "BB_K", "BB_BASELINE_M", "open_stb"]
 
@@ -89,10 +89,7 @@ class STBDataset(CroppedHandDataset):
 
     def __init__(self, path, split: str | None = None, sequences=None, size: int = 256,
                  margin: float = DEFAULT_MARGIN, on_error: str = "raise"):
-        root = Path(path)
-        if not root.is_dir():
-            raise ReaderError(f"{root}: no such directory" if not root.exists()
-                              else f"{root}: not a directory")
+        root = existing_folder(path)
         if not (root / "images").is_dir() or not (root / "labels").is_dir():
             raise ReaderError(f"{root}: not an STB folder (expected images/<Seq>/BB_left_<i>.png "
                               "and labels/<Seq>_BB.mat)")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from handlatent.model import DVAE
+from handlatent.model.bone_maps import pixel_uv
 
 log = logging.getLogger("handlatent.explorer")
 
@@ -33,6 +34,10 @@ class Decoded:
     viewpoint: np.ndarray  # (3, 3) float32
     elapsed_ms: float      # model time (decode + copy to host)
     request_id: int        # increasing; a frame with a smaller id than the one shown is stale
+    # a guided image decoder's (ModelConfig.decoder_guide) 2-D keypoints (21, 2) float32, pixels
+    # of `image`, and a crop head's side (True: a right hand; then xyz is that hand's); else None
+    uv: np.ndarray | None = None
+    is_right: bool | None = None
 
 
 def to_uint8_images(images: torch.Tensor) -> np.ndarray:
@@ -66,13 +71,18 @@ def decode_batch(model: DVAE, z: np.ndarray, request_ids: list[int] | None = Non
             images = to_uint8_images(out["image"])
             xyz, cpose, viewpoint = (out[k].float().cpu().numpy()
                                      for k in ("xyz", "cpose", "viewpoint"))
+            uv = (pixel_uv(out["uv"].float(), model.config.image_size).cpu().numpy()
+                  if "uv" in out else [None] * len(z))
+            right = out["is_right"].cpu().tolist() if "is_right" in out else [None] * len(z)
     finally:
         if lock is not None:
             lock.release()
     elapsed = (time.perf_counter() - start) * 1000 / max(len(z), 1)
     return [Decoded(z=read_only(z[i].copy()), image=read_only(images[i]), xyz=read_only(xyz[i]),
                     cpose=read_only(cpose[i]), viewpoint=read_only(viewpoint[i]),
-                    elapsed_ms=elapsed, request_id=ids[i]) for i in range(len(z))]
+                    elapsed_ms=elapsed, request_id=ids[i],
+                    uv=None if uv[i] is None else read_only(uv[i]), is_right=right[i])
+            for i in range(len(z))]
 
 
 Request = TypeVar("Request")

@@ -288,6 +288,16 @@ class Walk:
         return self.export_latents(self.frames(n_frames), path, fps, progress, cancel,
                                    scale=scale)
 
+    def export_bvh(self, path: str | os.PathLike, n_frames: int, fps: float = 12) -> Path:
+        """Write the walk's `n_frames` 3D poses as a BVH skeleton animation (handlatent.bvh),
+        atomically; ValueError for a bad path, fps or unset endpoints."""
+        if Path(path).suffix.lower() != ".bvh":
+            raise ValueError(f"{path}: a BVH export needs the suffix .bvh")
+        from handlatent.bvh import write_bvh
+
+        xyz = self._runner.decode_pose(self.frames(n_frames))["xyz"]
+        return write_bvh(path, xyz, fps)
+
     def export_latents(self, latents: np.ndarray, path: str | os.PathLike, fps: float = 12,
                        progress: Progress | None = None, cancel: Cancel | None = None, *,
                        scale: int = 1) -> Path:
