@@ -499,7 +499,7 @@ def test_a_corrupt_png_met_while_training_or_evaluating_is_one_line(tmp_path, ca
 
 
 def expected_pck_auc(errors_m, visible):
-    """conventions.md §4 written out: per keypoint, the fraction of its visible samples within
+    """docs/conventions.md §4 written out: per keypoint, the fraction of its visible samples within
     t; the mean over keypoints seen at all; trapezoid area over t[8:] (21.05-50 mm) / range."""
     thresholds = [0.050 * k / 19 for k in range(20)]
     pck = []
@@ -622,8 +622,10 @@ run: {{steps: 3}}
 
     assert "data.train[0].wieght: unknown key (did you mean 'weight'?)" in error(
         [f"data.train=[{{path: {tmp_path}, wieght: 2}}]"])
-    assert "data.train[1].path: no such file or directory: 'stb:/nope'" in error(
-        [f"data.train=[{{path: {tmp_path}}}, {{path: 'stb:/nope'}}]"])
+    assert "data.train[1].path: no such file or directory: 'nope:/nope'" in error(
+        [f"data.train=[{{path: {tmp_path}}}, {{path: 'nope:/nope'}}]"])
+    # a reader's spec is checked by the reader when the run opens it (its own message there)
+    load_config(path, [f"data.train=[{{path: {tmp_path}}}, {{path: 'stb:/nope'}}]"])
     assert "data.train[0].weight: must be > 0" in error([f"data.train=[{{path: {tmp_path}, "
                                                          "weight: 0}]"])
     assert "data.train[0].path: missing required value" in error(["data.train=[{weight: 1}]"])
@@ -639,6 +641,19 @@ def synth64(tmp_path_factory):
     assert synth_cli.main(["--out", str(path), "--count", "16", "--size", "64", "--seed", "2",
                            "--quiet"]) == 0
     return path
+
+
+def test_a_validation_spec_gets_its_readers_message(synth64, tmp_path):
+    """data.val = "stb:..." passes the config check; opening it says what the reader found."""
+    from handlatent.training.config import ConfigError, build_config
+    from handlatent.training.data import open_datasets
+
+    cfg = build_config({"model": {"image_size": 64}, "run": {"steps": 1},
+                        "data": {"train": str(synth64), "val": "stb:/nope/STB?split=test"}})
+    with pytest.raises(ConfigError) as info:
+        open_datasets(cfg.data, 64, tmp_path, dist=None)
+    assert str(info.value) == ("data.val: cannot open dataset 'stb:/nope/STB?split=test': "
+                               "/nope/STB: no such directory")
 
 
 def test_mixed_dataset_weights_labels_and_epochs(rhd, stb, synth64):

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import yaml
 
+from handlatent.data import CROPPING_READERS
 from handlatent.data.augment import AugmentConfig
 from handlatent.model import ModelConfig
 from handlatent.model.objective import LossConfig
@@ -404,9 +405,11 @@ def _check_paths(obj: Any, prefix: str = "") -> None:
         if kind and isinstance(value, (str, Path)):
             p = Path(value)
             # KIND:PATH, or KIND:PATH?options (a reader's options, e.g. ?split=test)
-            prefixed = re.match(r"^[a-z][a-z0-9_]+:([^?]+)(?:\?.*)?$", str(value))
+            prefixed = re.match(r"^([a-z][a-z0-9_]+):([^?]+)(?:\?.*)?$", str(value))
             if kind == "dataset" and prefixed and not p.exists():
-                p = Path(prefixed.group(1))
+                if prefixed.group(1) in CROPPING_READERS:
+                    continue  # the reader checks its own layout when the run opens it
+                p = Path(prefixed.group(2))
             if not p.exists():
                 raise ConfigError(f"no such file or directory: '{value}'", key)
             if kind == "file" and not p.is_file():

@@ -291,7 +291,7 @@ def collect(model, dataset: Dataset, *, count: int, batch_size: int, device: tor
 
 
 def pose_metrics(c: Collected) -> dict[str, Any]:
-    """conventions §4 on the labelled samples: predicted bone units × GT scale vs GT root-relative
+    """docs/conventions.md §4 on the labelled samples: predicted bone units × GT scale vs GT root-relative
     metres, visible keypoints only; plus the mean geodesic viewpoint error in degrees."""
     if len(c.gt_scale) == 0:
         return {"pose_count": 0, "note": "no labelled samples: no pose metrics"}
@@ -636,7 +636,7 @@ def format_results(results: Mapping[str, Any]) -> str:
     lines += [f"{k:<22}{v}" for k, v in head if v is not None]
     lines.append(f"{'samples':<22}{results['count']} ({results['labelled_count']} labelled)")
     lines.append("")
-    lines.append("3D pose (conventions §4, visible keypoints, GT scale and handedness)")
+    lines.append("3D pose (docs/conventions.md §4, visible keypoints, GT scale and handedness)")
     lines.append(f"  {'AUC 20-50 mm':<26}{_fmt(results.get('auc_20_50'), '.4f')}")
     lines.append(f"  {'AUC 0-50 mm':<26}{_fmt(results.get('auc_0_50'), '.4f')}")
     lines.append(f"  {'EPE mean / median (mm)':<26}{_fmt(results.get('epe_mean_mm'), '.2f')} / "

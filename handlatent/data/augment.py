@@ -1,4 +1,4 @@
-"""Augmentation of real hand crops (conventions.md §6): scale, shift, in-plane rotation, hue.
+"""Augmentation of real hand crops (docs/conventions.md §6): scale, shift, in-plane rotation, hue.
 
 The readers apply it while cropping (handlatent.data.crop.crop_item), so that a zoom or a turn
 resamples the full photograph once instead of a crop twice:

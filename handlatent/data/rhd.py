@@ -3,7 +3,7 @@
     open_dataset("rhd:/data/RHD_published_v2?split=evaluation")      # or split= as a keyword
     open_dataset("rhd:/data/RHD_published_v2/evaluation")            # the split's own folder
 
-Layout (conventions.md §3): ``{training,evaluation}/{color,mask}/%05d.png`` (320×320) and
+Layout (docs/conventions.md §3): ``{training,evaluation}/{color,mask}/%05d.png`` (320×320) and
 ``{split}/anno_{split}.pickle``, a dict sample id → ``{'xyz': 42×3 m, 'uv_vis': 42×3,
 'K': 3×3}``; keypoints 0–20 are the left hand, 21–41 the right. The pickle is read with a
 numpy-only unpickler (handlatent.data.safe_pickle): a pickle naming any other code is refused.

@@ -3,7 +3,7 @@
     open_dataset("stb:/data/STB?split=test")        # B1Counting + B1Random, left and right images
     open_dataset("stb:/data/STB", split="train")    # B2-B6 x {Counting, Random}
 
-Layout (conventions.md §3): ``images/<Seq>/BB_left_<i>.png`` and ``BB_right_<i>.png`` (640×480),
+Layout (docs/conventions.md §3): ``images/<Seq>/BB_left_<i>.png`` and ``BB_right_<i>.png`` (640×480),
 ``labels/<Seq>_BB.mat`` holding ``handPara`` 3×21×N in millimetres, STB's joint order, in the
 left camera's frame. Each frame gives two items, left image then right image. The joints are put
 in RHD order and metres (joint_orders.from_stb; STB's joint 0 is already the palm), the right

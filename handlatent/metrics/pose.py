@@ -1,4 +1,4 @@
-"""3D hand pose evaluation protocol of hand3d / Spurr et al. / dVAE (conventions.md §4).
+"""3D hand pose evaluation protocol of hand3d / Spurr et al. / dVAE (docs/conventions.md §4).
 
 Everything is plain numpy on root-relative keypoints in metres, shape (N, 21, 3).
 """
