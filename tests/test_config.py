@@ -169,6 +169,10 @@ CLI_CASES = {
     "missing_file": (None, [], "no such file"),
     "bad_set": ("run: {steps: 3}\n", ["--set", "run.seed=abc"],
                 "run.seed: expected int, got 'abc'"),
+    # a dataset spec gets its reader's message, not "no such file or directory: 'rhd:...'"
+    "train_spec": ("run: {steps: 3}\n", ["--set", "data.train=rhd:/nope/RHD?split=training"],
+                   "data.train: cannot open dataset 'rhd:/nope/RHD?split=training': "
+                   "/nope/RHD: no such directory"),
 }
 
 
@@ -204,6 +208,48 @@ def test_cli_config_error_is_one_line_exit_2(cli_results, name):
     assert expected in lines[0]
     if name == "bad_set":
         assert "--set run.seed=abc" in lines[0]
+    elif name.endswith("_spec"):
+        assert "no such file or directory" not in lines[0]
     else:
         assert str(path) in lines[0]
     assert returncode == 2
+
+
+# ------------------------------------------------------------------ bundled configs, by name
+
+def test_bundled_configs_are_found_by_name_or_path_from_any_folder(tmp_path, monkeypatch):
+    from handlatent.training.config_files import resolve_config
+
+    monkeypatch.chdir(tmp_path)               # not the checkout: names are package data
+    smoke = (CONFIGS / "smoke.yaml").resolve()
+    assert resolve_config("smoke").resolve() == smoke
+    assert resolve_config("smoke.yaml").resolve() == smoke
+    assert resolve_config(str(smoke)) == smoke
+    assert resolve_config("synth-128-stream").resolve() == CONFIGS.resolve() / "synth-128-stream.yaml"
+    own = write(tmp_path, "run: {steps: 1}\n", "smoke.yaml")  # a file of that name wins
+    assert resolve_config("smoke.yaml") == Path("smoke.yaml") and own.is_file()
+    with pytest.raises(ConfigError) as info:
+        resolve_config("smoek")
+    message = str(info.value)
+    assert message.startswith("smoek: no such file") and "own-data-64" in message
+    assert "--list-configs" in message and "\n" not in message
+
+
+def test_list_configs_names_each_bundled_config_with_one_line(capsys):
+    from handlatent.training.cli import main
+
+    assert main(["--list-configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    assert [line.split()[0] for line in lines] == names
+    for line in lines:
+        description = line.split(None, 1)[1]
+        assert 20 <= len(description) <= 100, line   # each config's first line describes it
+    own = next(line for line in lines if line.startswith("own-data-64 "))
+    assert "own data" in own
+
+
+def test_own_data_config_trains_on_a_given_folder(tmp_path):
+    cfg = load_config(CONFIGS / "own-data-64.yaml", [f"data.train={tmp_path}"])
+    assert cfg.model.image_size == 64 and cfg.data.train == str(tmp_path)
+    assert cfg.run.steps <= 1000 and cfg.data.synthetic is not None   # short; runs without data

@@ -21,6 +21,7 @@ from handlatent.synth.examples import SIZE, render_examples
 ROOT = Path(__file__).resolve().parents[1]
 # What a wheel is built from (pyproject.toml's packages, package-dir and readme).
 SOURCES = ("pyproject.toml", "README.md", "handlatent", "app", "training", "assets")
+CONFIGS = ROOT / "training" / "configs"
 
 
 def test_bundled_model_is_the_one_pt_file_in_assets_models() -> None:
@@ -102,6 +103,20 @@ def test_a_wheel_holds_the_model_and_examples_and_finds_them_installed(tmp_path)
     assert len(lines) == 2 + len(example_images())
     assert all(Path(line).is_relative_to(site) and Path(line).is_file() for line in lines), lines
     assert Path(lines[1]).stat().st_size == model.stat().st_size
+
+    # The training configs are package data: found by name from any folder, and listed.
+    probe = ("from handlatent.training.config import load_config; "
+             "from handlatent.training.config_files import resolve_config; "
+             "print(resolve_config('smoke'), resolve_config('synth-128-stream.yaml')); "
+             "print(load_config(resolve_config('smoke')).model.image_size)")
+    result = _run_installed(site, tmp_path, "-c", probe)
+    assert result.returncode == 0, result.stderr
+    paths, size = result.stdout.splitlines()
+    assert all(Path(p).is_relative_to(site / "handlatent" / "training" / "configs")
+               for p in paths.split()) and size == "64"
+    result = _run_installed(site, tmp_path, "-m", "handlatent.training.cli", "--list-configs")
+    assert result.returncode == 0 and "own-data-64 " in result.stdout, result.stderr
+    assert {f"handlatent/training/configs/{p.name}" for p in CONFIGS.glob("*.yaml")} <= names
 
     # The window opens on the first example from the installed wheel (nothing on stderr: a
     # missing or unreadable example would be reported there).

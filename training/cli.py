@@ -1,6 +1,8 @@
 """`handlatent-train`: train the dVAE from a YAML config.
 
-    handlatent-train --config training/configs/synth-128.yaml --out runs/synth-128
+    handlatent-train --config synth-128 --out runs/synth-128    # a bundled config, by name
+    handlatent-train --config my-run.yaml --out runs/mine       # or any YAML file
+    handlatent-train --list-configs                             # the bundled configs
     handlatent-train --out runs/synth-128 --resume            # after Ctrl-C / SIGTERM
     handlatent-train --config ... --set optim.lr=3e-4 --set run.steps=500
     torchrun --nproc_per_node=4 -m handlatent.training.cli --config ... --out ...
@@ -25,9 +27,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog=PROG, description="Train the dVAE (Yang & Yao, CVPR 2019) from a YAML config.",
         epilog="examples:\n" + "\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="FILE",
-                   help="YAML config (see training/configs/); with --resume it defaults to "
-                        "OUT/config.yaml")
+    p.add_argument("--config", metavar="FILE|NAME",
+                   help="YAML config: a file, or the name of a bundled config (--list-configs); "
+                        "with --resume it defaults to OUT/config.yaml")
+    p.add_argument("--list-configs", action="store_true",
+                   help="list the bundled configs, one line each, and exit")
     p.add_argument("--out", metavar="DIR",
                    help="run directory (default: runs/<config name>)")
     p.add_argument("--set", dest="sets", metavar="KEY=VALUE", action="append", default=[],
@@ -37,6 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", metavar="DEV",
                    help="auto, cpu, cuda or cuda:N (same as --set run.device=DEV)")
     args = p.parse_args(argv)
+    if args.list_configs:
+        return args
     if args.config is None and not (args.resume and args.out):
         p.error("--config is required (or --resume with --out)")
     return args
@@ -50,10 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from handlatent.checkpoint import CheckpointError
     from handlatent.training.config import ConfigError, load_config
+    from handlatent.training.config_files import config_listing, resolve_config
+
+    if args.list_configs:
+        print(config_listing())
+        return 0
 
     try:
         out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-        config_file = args.config or out / "config.yaml"
+        config_file = resolve_config(args.config) if args.config else out / "config.yaml"
         if args.resume and not (out / "last.pt").exists():
             raise ConfigError(f"nothing to resume: {out / 'last.pt'} does not exist")
         sets = list(args.sets) + ([f"run.device={args.device}"] if args.device else [])

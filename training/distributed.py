@@ -120,10 +120,15 @@ def pick_device(name: str, local_rank: int | None = None) -> torch.device:
 
 
 def set_threads(threads: int | None, dist: Dist) -> None:
-    """torch CPU threads: run.threads, else this process's share of the cores (with a note when
-    the machine is busy: oversubscribed threads can make a step 5-10x slower)."""
+    """torch CPU threads: run.threads, else this process's share of the cores."""
+    torch.set_num_threads(threads or max(1, cpu_count() // dist.local_world_size))
+
+
+def note_busy_cpu(threads: int | None, dist: Dist) -> None:
+    """Say when the machine is busy and run.threads is unset (oversubscribed threads can make a
+    step 5-10x slower); called once the run's data is open, so a run that fails first stays
+    quiet about it."""
     cores = cpu_count()
-    torch.set_num_threads(threads or max(1, cores // dist.local_world_size))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if threads is None and load > cores / 2 and dist.is_main:
         say(f"note: the CPU is busy (load average {load:.1f} on {cores} cores); if steps are "

@@ -82,6 +82,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False,
         # ------------------------------------------------------------------------------- data
         train_set, val_set = open_datasets(cfg.data, cfg.model.image_size, out, dist,
                                            cfg.run.seed)
+        if device.type == "cpu":  # the run starts: its data opened
+            distributed.note_busy_cpu(cfg.run.threads, dist)
 
         # ------------------------------------------------------------------------------ model
         torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
