@@ -395,3 +395,22 @@ def test_loader_workers_are_stopped_even_when_training_fails(data_dir, tmp_path,
         train(cfg, tmp_path / "run")
     assert failure.traceback  # the frames (and _train's loaders) are still referenced here
     assert multiprocessing.active_children() == []
+
+
+def test_the_busy_cpu_note_comes_only_once_the_data_is_open(data_dir, tmp_path, monkeypatch,
+                                                            capsys):
+    monkeypatch.setattr(os, "getloadavg", lambda: (99.0, 99.0, 99.0))
+    threads = torch.get_num_threads()
+    (tmp_path / "empty").mkdir()
+    try:
+        with pytest.raises(ConfigError, match="cannot open dataset"):   # not a dataset
+            train(load_config(SMOKE, [f"data.train={tmp_path / 'empty'}", "run.threads=null"]),
+                  tmp_path / "failed")
+        assert "CPU is busy" not in capsys.readouterr().out
+        train(load_config(SMOKE, [f"data.train={data_dir}", "run.threads=null"]),
+              tmp_path / "started", stop_after=1)
+        out = capsys.readouterr().out
+        assert "note: the CPU is busy (load average 99.0" in out
+        assert out.index("CPU is busy") < out.index("training ")   # before the first step
+    finally:
+        torch.set_num_threads(threads)

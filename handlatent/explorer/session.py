@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,14 @@ log = logging.getLogger("handlatent.explorer")
 EVENTS = ("latent_changed", "decoded", "history_changed", "locks_changed", "dragged", "error",
           "pending", "model_changed")
 DRAG_WAIT_S = 5.0   # longest wait for one drag update as a drag ends
+
+
+def _close_at_exit(session_ref: weakref.ref) -> None:
+    """Close the session if it still lives: worker threads still running inside torch while the
+    interpreter shuts down abort the process ("terminate called without an active exception")."""
+    session = session_ref()
+    if session is not None:
+        session.close()
 
 
 class Session:
@@ -90,6 +99,8 @@ class Session:
             self.runner.decode_if_fits, self._on_decoded, self._report_error)
         self._dragger = (NewestWorker if asynchronous else InlineWorker)(
             self._drag_job, None, self._report_error, name="handlatent-drag", what="drag")
+        # A script may end without close(): its workers are stopped at interpreter exit.
+        self._at_exit = weakref.finalize(self, _close_at_exit, weakref.ref(self))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", **kw: Any) -> Session:
@@ -124,7 +135,9 @@ class Session:
     # ------------------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Stop the workers (idempotent); later latent changes are not decoded."""
+        """Stop the workers (idempotent); later latent changes are not decoded. Runs by itself
+        at interpreter exit, and on leaving a `with Session...(...) as session:` block."""
+        self._at_exit.detach()
         for worker in (self._decoder, self.atlas, self._dragger, self.compare):
             worker.close()
 

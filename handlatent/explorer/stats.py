@@ -110,6 +110,20 @@ def estimate_kl_per_dim(model: DVAE, *, n: int = KL_SAMPLES, seed: int = KL_SEED
     return kl_per_dim(*encode_hands(model, n=n, seed=seed, batch_size=batch_size, lock=lock))
 
 
+def order_by_kl(kl: np.ndarray, layout: LatentLayout, part: str) -> list[int]:
+    """Indices (into z) of sub-latent `part`'s dimensions, by KL descending (ties: by index)."""
+    s = part_slice(layout, part)
+    return sorted(range(s.start, s.stop), key=lambda i: (-kl[i], i))
+
+
+def dims_by_kl(model: DVAE, part: str, kl: np.ndarray | None = None) -> list[int]:
+    """Sub-latent `part`'s dimensions (indices into z), the most informative first: the first is
+    the one worth changing. `kl` per dimension (a checkpoint's latent_stats["kl_per_dim"]); None:
+    estimated over reference hands (`estimate_kl_per_dim`, about a second)."""
+    kl = estimate_kl_per_dim(model) if kl is None else np.asarray(kl, dtype=np.float64)
+    return order_by_kl(kl, model.layout, part)
+
+
 class LatentStats:
     """The session's latent statistics and random sampling (`session.stats`).
 
@@ -174,9 +188,7 @@ class LatentStats:
 
     def dim_order(self, part: str) -> list[int]:
         """Indices (into z) of `part`'s dimensions, by KL descending (ties: by index)."""
-        s = part_slice(self.layout, part)
-        kl = self.kl_per_dim
-        return sorted(range(s.start, s.stop), key=lambda i: (-kl[i], i))
+        return order_by_kl(self.kl_per_dim, self.layout, part)
 
     def active_dims(self, part: str, threshold: float = INACTIVE_KL) -> list[int]:
         """`dim_order(part)` without the inactive dimensions (KL < `threshold` nats)."""
