@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from handlatent.checkpoint import save_checkpoint
-from handlatent.metrics import PCK_THRESHOLDS_M, evaluate_pose
+from handlatent.metrics import PCK_THRESHOLDS_M, at_chance, evaluate_pose
 from handlatent.model import ModelConfig, build_model
 from handlatent.training import evaluate_cli
 from handlatent.training.evaluate import (BETA_VAE_FULL, BETA_VAE_QUICK, EvalOptions, evaluate,
@@ -95,7 +95,9 @@ def test_random_samples_are_scored_against_reconstructions(cli_run, synth_data, 
     assert evaluate_cli.main(["--checkpoint", str(checkpoint), "--data", str(synth_data),
                               "--quiet", "--threads", "1", "--no-disentanglement",
                               "--sample-count", "17", "--json", str(out)]) == 0
-    assert "needs 2 x 17" in json.loads(out.read_text())["samples"]["skipped"]
+    skipped = json.loads(out.read_text())["samples"]["skipped"]
+    assert f"needs 2 x --sample-count = 34 evaluated images, got {COUNT}" in skipped
+    assert f"use --sample-count {COUNT // 2} or more images" in skipped
     assert "random samples: skipped" in capsys.readouterr().out
 
 
@@ -107,10 +109,24 @@ def test_disentanglement_report(cli_run):
                                    "z_cross~q(x)", "noise"]
     for row in t4["sources"].values():
         assert 0.0 <= row["y1"] <= 1.0 and row["y2"] >= 0.0
+    assert set(t4["at_chance"]) == {"y1", "y2"}
+    assert not {"noise", "z_y1~q(y1)"} & set(t4["at_chance"]["y1"])  # the labels' own encoding
     bv = dis["beta_vae"]  # synthetic data: the generator's six factor groups
     assert bv["factors"] == ["pose", "shape", "viewpoint", "skin", "light", "background"]
     assert 0.0 <= bv["score"] <= 1.0 and bv["score"] == bv["eval_accuracy"]
     assert (bv["pairs_per_point"], bv["n_train"], bv["n_eval"]) == (2, 8, 8)
+
+
+def test_table4_says_which_regressions_are_at_chance_level(cli_run):
+    table = {"z_y1~q(x)": {"y1": 0.739, "y2": 2.60}, "z_y1~q(y1)": {"y1": 0.990, "y2": 2.85},
+             "z_y2~q(y2)": {"y1": 0.700, "y2": 0.01}, "noise": {"y1": 0.738, "y2": 2.851}}
+    assert at_chance(table) == {"y1": ["z_y1~q(x)", "z_y2~q(y2)"], "y2": ["z_y1~q(y1)"]}
+    results = json.loads(json.dumps(cli_run[1]))         # a whole report, Table 4 replaced
+    results["disentanglement"]["table4"].update(sources=table, at_chance=at_chance(table))
+    lines = {line.split()[0]: line for line in format_results(results).splitlines() if line}
+    assert "0.739 ~" in lines["z_y1~q(x)"] and "0.990 ~" not in lines["z_y1~q(y1)"]
+    assert "2.850 ~" in lines["z_y1~q(y1)"] and "~" not in lines["noise"]
+    assert "~ chance level: no better than the noise row (within 1%)" in lines["~"]
 
 
 def test_quick_beta_vae_sizes_by_default_and_the_supplements_with_full():

@@ -28,7 +28,9 @@ from tqdm import tqdm
 from handlatent.explorer.decoder import to_uint8_images
 from handlatent.explorer.sampling import LatentGaussian
 from handlatent.metrics import (
+    CHANCE_MARGIN,
     ImageQuality,
+    at_chance,
     beta_vae_score,
     evaluate_pose,
     latent_regression_table,
@@ -382,6 +384,8 @@ def regression_table(c: Collected, layout, *, samples: int, seed: int) -> dict[s
         "y1": "held-out CPose AUC 20-50 mm (higher is better)",
         "y2": "held-out viewpoint MSE, sum over the 9 entries (lower is better)",
         "sources": table,
+        "at_chance": at_chance(table),
+        "chance_margin": CHANCE_MARGIN,
     }
 
 
@@ -496,7 +500,9 @@ def sample_score_skipped(sample_count: int, evaluated: int) -> str | None:
     """Why the random-sample score cannot run with `sample_count` on `evaluated` images (it
     needs two halves of that many reconstructions), or None when it can."""
     if evaluated < 2 * max(2, sample_count):
-        return f"needs 2 x {sample_count} evaluated images, got {evaluated}"
+        fits = f"--sample-count {evaluated // 2} or " if evaluated >= 4 else ""
+        return (f"needs 2 x --sample-count = {2 * sample_count} evaluated images, got "
+                f"{evaluated}: use {fits}more images")
     return None
 
 
@@ -700,8 +706,14 @@ def format_results(results: Mapping[str, Any]) -> str:
         if "sources" in t4:
             lines.append(f"Table 4 ({t4['samples']} samples, 50/50 split, {t4['regressor']})")
             lines.append(f"  {'source':<16}{'y1 CPose AUC ↑':>16}{'y2 view MSE ↓':>16}")
+            chance = t4.get("at_chance", {})
             for name, row in t4["sources"].items():
-                lines.append(f"  {name:<16}{_fmt(row['y1'], '.3f'):>16}{_fmt(row['y2'], '.3f'):>16}")
+                y1, y2 = (_fmt(row[y], ".3f") + (" ~" if name in chance.get(y, ()) else "  ")
+                          for y in ("y1", "y2"))
+                lines.append(f"  {name:<16}{y1:>16}{y2:>16}")
+            if any(chance.values()):
+                lines.append(f"  ~ chance level: no better than the noise row (within "
+                             f"{t4['chance_margin']:.0%}); the regression learned nothing there")
         else:
             lines.append(f"Table 4: skipped ({t4['skipped']})")
         bv = dis["beta_vae"]

@@ -1,7 +1,9 @@
 """Evaluation metrics: the 3D pose protocol (``pose``) and the disentanglement checks."""
 
 from handlatent.metrics.disentanglement import (
+    CHANCE_MARGIN,
     LooKernelRidge,
+    at_chance,
     beta_vae_score,
     latent_regression_table,
     noise_source,
@@ -20,9 +22,11 @@ from handlatent.metrics.pose import (
 )
 
 __all__ = [
+    "CHANCE_MARGIN",
     "ImageQuality",
     "LooKernelRidge",
     "PCK_THRESHOLDS_M",
+    "at_chance",
     "auc",
     "beta_vae_score",
     "epe_stats",

@@ -17,6 +17,10 @@ from handlatent.metrics.pose import evaluate_pose, to_metric
 PairSampler = Callable[[int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 """``(k, L, rng) -> (x1, x2)``: two batches of L observations whose generative factors agree on factor k."""
 
+CHANCE_MARGIN = 0.01
+"""Table 4: a source whose held-out score is not at least this much (relative) better than the
+noise row's learned nothing usable from that source: its regression is at chance level."""
+
 Encoder = Callable[[np.ndarray], np.ndarray]
 """``x -> mu`` (L, d): posterior means of a batch of observations."""
 
@@ -164,3 +168,15 @@ def latent_regression_table(
             "y2": float(np.mean(np.sum((pred2 - flat2[test]) ** 2, axis=1))),
         }
     return table
+
+
+def at_chance(table: Mapping[str, Mapping[str, float]], noise: str = "noise",
+              margin: float = CHANCE_MARGIN) -> dict[str, list[str]]:
+    """Per target of a `latent_regression_table` ("y1": AUC, higher is better; "y2": MSE, lower
+    is better), the sources other than `noise` that do not beat the noise row by `margin`
+    (relative): regressing on them did no better than regressing on N(0, I) noise."""
+    base = table[noise]
+    return {"y1": [name for name, row in table.items()
+                   if name != noise and row["y1"] <= base["y1"] * (1 + margin)],
+            "y2": [name for name, row in table.items()
+                   if name != noise and row["y2"] >= base["y2"] * (1 - margin)]}
