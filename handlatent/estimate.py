@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from handlatent.explorer.decoder import to_uint8_images
-from handlatent.explorer.figures import BACKGROUND, draw_skeleton, upscale
+from handlatent.explorer.figures import draw_skeleton, titled_row, upscale
 from handlatent.explorer.images import ImageError, ImageSource, PreparedImage, prepare_image
 from handlatent.explorer.stats import images_to_tensor
 from handlatent.joint_orders import PROJECT, JointOrder, bones, joint_order, to_order
@@ -30,6 +30,9 @@ FORMAT = "handlatent-estimate"
 FORMAT_VERSION = 1
 OVERLAY_PANEL = 256  # overlay panels are the model's size times an integer, at least this
 OVERLAY_GAP = 4
+OVERLAY_LABELS = ("crop", "decoded", "camera view", "side view")
+
+
 def conventions(order: str | JointOrder = PROJECT) -> dict[str, Any]:
     """The "conventions" entry of an estimate file: keypoint names, bones, units and frames,
     with the keypoints in `order` (handlatent.joint_orders)."""
@@ -170,9 +173,10 @@ def estimate_record(estimate: PoseEstimate, path: str,
 
 
 def overlay(estimate: PoseEstimate) -> np.ndarray:
-    """A uint8 picture of one estimate, left to right: the crop the encoder saw, the decoded
-    image, and the decoded 3D pose drawn as seen by the camera ("front") and from the side
-    (each drawing fitted to its panel); all in the photo's frame (a right hand unmirrored).
+    """A uint8 picture of one estimate, left to right, each panel under its label (OVERLAY_LABELS):
+    the crop the encoder saw, the decoded image, and the decoded 3D pose drawn as seen by the
+    camera and from the side (each drawing fitted to its panel); all in the photo's frame (a
+    right hand unmirrored).
 
     Needs `estimate.reconstruction` (estimate with `reconstruct=True`).
     """
@@ -186,6 +190,4 @@ def overlay(estimate: PoseEstimate) -> np.ndarray:
               upscale(unmirror(estimate.reconstruction), factor),
               draw_skeleton(estimate.xyz, panel, "front"),
               draw_skeleton(estimate.xyz, panel, "side")]
-    gap = np.empty((panel, OVERLAY_GAP, 3), dtype=np.uint8)
-    gap[:] = BACKGROUND
-    return np.concatenate([x for p in panels for x in (p, gap)][:-1], axis=1)
+    return titled_row(list(zip(OVERLAY_LABELS, panels)), OVERLAY_GAP)

@@ -18,7 +18,7 @@ from handlatent import estimate
 from handlatent.checkpoint import load_model, save_checkpoint
 from handlatent.estimate_cli import collect_inputs, main, output_names
 from handlatent.explorer.decoder import to_uint8_images
-from handlatent.explorer.figures import draw_skeleton, upscale
+from handlatent.explorer.figures import BACKGROUND, draw_skeleton, title_height, upscale
 from handlatent.explorer.images import prepare_image
 from handlatent.explorer.stats import images_to_tensor
 from handlatent.model import ModelConfig, build_model
@@ -27,7 +27,8 @@ from handlatent.synth.scene import render_scene, sample_scene
 
 S = 64   # the model's input size
 D = 8    # latent size: z_y1 4, z_y2 2, z_u 2
-OVERLAY_SIZE = (4 * 256 + 3 * estimate.OVERLAY_GAP, 256)  # 64 px panels enlarged 4x
+TITLE = title_height(256)                                # the panels' labels above them
+OVERLAY_SIZE = (4 * 256 + 3 * estimate.OVERLAY_GAP, TITLE + 256)  # 64 px panels enlarged 4x
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +181,11 @@ def test_folder_output_overlays_and_bad_files_in_a_subprocess(checkpoint, model,
                 draw_skeleton(xyz, 256, "side")]
     for k, panel in enumerate(expected):
         left = k * (256 + estimate.OVERLAY_GAP)
-        np.testing.assert_array_equal(picture[:, left:left + 256], panel, err_msg=f"panel {k}")
+        np.testing.assert_array_equal(picture[TITLE:, left:left + 256], panel,
+                                      err_msg=f"panel {k}")
+        label = picture[:TITLE, left:left + 256]             # its label: text on the background
+        assert (np.abs(label.astype(int) - BACKGROUND).sum(-1) > 100).mean() > 0.01, k
+    assert estimate.OVERLAY_LABELS == ("crop", "decoded", "camera view", "side view")
 
 
 def test_folder_output_matches_the_single_file(checkpoint, hands, tmp_path, capsys):

@@ -120,6 +120,42 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+def title_height(panel: int) -> int:
+    """The height of the title strip above a panel `panel` px tall."""
+    return max(18, panel // 12)
+
+
+def _centred_text(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+                  box: tuple[float, float, float, float], text: str) -> None:
+    """`text` centred in `box` (left, top, width, height); the bitmap fallback font has no
+    anchors, so there it starts at the box's left edge."""
+    left, top, width, height = box
+    try:
+        draw.text((left + width / 2, top + height / 2), text, fill=TEXT_COLOR, font=font,
+                  anchor="mm")
+    except ValueError:
+        draw.text((left + 4, top + 2), text, fill=TEXT_COLOR, font=font)
+
+
+def titled_row(panels: Sequence[tuple[str, np.ndarray]], gap: int = 4) -> np.ndarray:
+    """Panels (title, uint8 image (H, W_k, 3)) of one height side by side, `gap` px apart,
+    each under its title: uint8 (title_height(H) + H, sum W_k + gaps, 3)."""
+    if not panels:
+        raise ValueError("titled_row needs at least one panel")
+    height = panels[0][1].shape[0]
+    title_h = title_height(height)
+    font = _font(int(title_h * 0.7))
+    width = sum(image.shape[1] for _, image in panels) + gap * (len(panels) - 1)
+    canvas = Image.new("RGB", (width, title_h + height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for title, image in panels:
+        _centred_text(draw, font, (x, 0, image.shape[1], title_h), title)
+        canvas.paste(Image.fromarray(np.asarray(image, dtype=np.uint8)), (x, title_h))
+        x += image.shape[1] + gap
+    return np.asarray(canvas, dtype=np.uint8).copy()
+
+
 def panel_grid(columns: Sequence[tuple[str, np.ndarray, np.ndarray]], *, min_panel: int = 256,
                extent: float | None = None, gap: int = 4) -> np.ndarray:
     """Columns of (title, image (S, S, 3), xyz (21, 3)): title, image, skeleton below, uint8.
@@ -134,7 +170,7 @@ def panel_grid(columns: Sequence[tuple[str, np.ndarray, np.ndarray]], *, min_pan
     panel = size * factor
     if extent is None:
         extent = fit_extent(np.stack([np.asarray(c[2]) for c in columns]))
-    title_h = max(18, panel // 12)
+    title_h = title_height(panel)
     font = _font(int(title_h * 0.7))
     width = len(columns) * panel + (len(columns) + 1) * gap
     height = title_h + 2 * panel + 3 * gap
@@ -142,11 +178,7 @@ def panel_grid(columns: Sequence[tuple[str, np.ndarray, np.ndarray]], *, min_pan
     draw = ImageDraw.Draw(canvas)
     for k, (title, image, xyz) in enumerate(columns):
         x = gap + k * (panel + gap)
-        try:
-            draw.text((x + panel / 2, gap + title_h / 2), title, fill=TEXT_COLOR, font=font,
-                      anchor="mm")
-        except ValueError:  # the bitmap fallback font has no anchors
-            draw.text((x + 4, gap + 2), title, fill=TEXT_COLOR, font=font)
+        _centred_text(draw, font, (x, gap, panel, title_h), title)
         canvas.paste(Image.fromarray(upscale(image, factor)), (x, gap + title_h))
         canvas.paste(Image.fromarray(draw_skeleton(xyz, panel, extent=extent)),
                      (x, 2 * gap + title_h + panel))
