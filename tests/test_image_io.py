@@ -16,7 +16,7 @@ from handlatent.explorer import ImageError
 from handlatent.model import ModelConfig, build_model
 from handlatent.resources import example_images
 
-API_DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
+API_DOC = Path(__file__).resolve().parents[1] / "docs/api.md"
 
 
 def test_load_image_and_to_array_round_trip_a_picture(tmp_path) -> None:
