@@ -64,6 +64,8 @@ def test_the_documented_path_runs_as_written(tmp_path, monkeypatch) -> None:
     the edited dimension changed the decoded viewpoint."""
     block = re.search(r"```python\n(.*?)```", API_DOC.read_text(encoding="utf-8"), re.S).group(1)
     assert len(block.strip().splitlines()) <= 6
+    readme = (API_DOC.parents[1] / "README.md").read_text(encoding="utf-8")
+    assert all(f"    {line}" in readme for line in block.strip().splitlines())  # the same path
     monkeypatch.chdir(tmp_path)
     Image.open(example_images()[0]).save("hand.png")
     names: dict = {}
