@@ -15,7 +15,6 @@ from handlatent.training.config import ConfigError
 
 CONFIGS_FOLDER = "configs"
 SUFFIXES = (".yaml", ".yml")
-DESCRIPTION_CHARS = 100  # a config's first line, its description, fits a terminal line
 
 
 def configs_folder() -> Path:
