@@ -22,6 +22,7 @@ from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QP
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QScrollArea, QSizePolicy,
                                QToolTip, QVBoxLayout, QWidget)
 
+from handlatent.app.coalesce import Coalescer
 from handlatent.app.image_pane import numpy_to_qimage
 from handlatent.app.latent_panel import group_title
 from handlatent.explorer.atlas import ATLAS_COLUMNS, ATLAS_SPAN, atlas_values
@@ -68,9 +69,18 @@ class AtlasGrid(QWidget):
         self.update()
 
     def set_latent(self, z: np.ndarray) -> None:
-        """The current latent: moves the marks and dims strips made for another latent."""
-        self.z = np.asarray(z, dtype=np.float32)
-        self.update()
+        """The current latent: moves the marks and dims strips made for another latent
+        (repainting only the rows whose mark moved or whose strip turned fresh or stale)."""
+        old, self.z = self.z, np.asarray(z, dtype=np.float32)
+        if old is None or old.shape != self.z.shape:
+            self.update()
+            return
+        for dim in self._row_y:
+            fresh = self.is_fresh(dim)
+            made = self.made_for.get(dim)
+            was_fresh = made is not None and np.array_equal(made, old)
+            if fresh != was_fresh or old[dim] != self.z[dim]:
+                self.update(self.row_rect(dim))
 
     def add_rows(self, z: np.ndarray, dims: tuple[int, ...], images: np.ndarray) -> None:
         """Strips (len(dims), columns, S, S, 3) decoded around latent `z`."""
@@ -271,6 +281,7 @@ class AtlasPanel(QWidget):
         self.timer.timeout.connect(self.refresh)
         self.grid.clicked.connect(self.session.set_value)
         self.columns.currentIndexChanged.connect(self._columns_changed)
+        self.marks = Coalescer(self.grid.set_latent, parent=self)   # marks at display rate
         bridge.latentChanged.connect(self._latent_changed)
         bridge.atlasChanged.connect(self._add_part)
         self.grid.set_latent(session.latent)
@@ -279,7 +290,7 @@ class AtlasPanel(QWidget):
         return QSize(380, 600)
 
     def _latent_changed(self, z: Any) -> None:
-        self.grid.set_latent(z)
+        self.marks.push(z)
         if self.isVisible():
             self.timer.start()          # restarts: waits until the latent is still
 
@@ -307,6 +318,7 @@ class AtlasPanel(QWidget):
     def _add_part(self, part: Any) -> None:
         if part.request_id != self.request_id:
             return                      # a superseded request's late part
+        self.marks.flush()              # the latent the part was decoded around, if it waits
         self.grid.add_rows(part.z, part.dims, part.images)
         if part.last:
             self.refresh_count += 1

@@ -4,8 +4,10 @@ Each group (canonical pose z_y1, viewpoint z_y2, content z_u) is a collapsible s
 dimensions are ordered by their KL divergence to the prior (the informative ones first); the
 near-zero-KL ("inactive") dimensions are folded away until "Show inactive" is ticked. Per group:
 reset to 0, randomise (from the source of Latent ▸ Sample from) and a lock. Every action calls
-the session; the sliders follow the session's latent (undo, random samples, walks, estimation)
-with their signals blocked so that syncing never feeds back into the session.
+the session; the sliders follow the session's latent (undo, random samples, walks, estimation,
+joint drags) with their signals blocked so that syncing never feeds back into the session, at
+display rate (app/coalesce.py: during a joint drag the latent changes faster than the eye needs
+48 sliders repainted, and each repaint holds up the GUI thread the drag needs).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QScrollArea,
                                QSizePolicy, QToolButton, QVBoxLayout, QWidget)
 from superqt import QCollapsible, QElidingLabel, QLabeledDoubleSlider
+
+from handlatent.app.coalesce import DISPLAY_INTERVAL_MS, Coalescer
 
 GROUP_TITLES = {"z_y1": "Canonical pose (z_y1)", "z_y2": "Viewpoint (z_y2)",
                 "z_u": "Content (z_u)"}
@@ -52,13 +56,13 @@ SLIDER_MIN_WIDTH = 80   # the slider with its value label gives way to it in a n
 
 class DimSlider(QWidget):
     """One row: dimension number, what it moves ("index curls"; handlatent.dim_labels), a
-    labelled double slider (value shown) and its KL."""
+    labelled double slider (value shown) and its KL; `row` is its QHBoxLayout."""
 
     def __init__(self, index: int, part_index: int, kl: float, lo: float, hi: float,
                  what: str = "", what_detail: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.index = index
-        layout = QHBoxLayout(self)
+        self.row = layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
         self.name = QLabel(f"{part_index:>2d}")
@@ -189,10 +193,12 @@ class LatentPanel(QWidget):
 
     showInactiveChanged = Signal(bool)
 
-    def __init__(self, session: Any, bridge: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, session: Any, bridge: Any, parent: QWidget | None = None, *,
+                 sync_interval_ms: int = DISPLAY_INTERVAL_MS) -> None:
         super().__init__(parent)
         self.session = session
         self.size = session.layout.total    # the latent size the sliders were made for
+        self.follower = Coalescer(self.sync, sync_interval_ms, self)
         self._editing = 0
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -237,7 +243,7 @@ class LatentPanel(QWidget):
         for i, row in self.sliders.items():
             self._connect(i, row)
         self.show_inactive.toggled.connect(self.set_show_inactive)
-        bridge.latentChanged.connect(self.sync)
+        bridge.latentChanged.connect(self.follower.push)
         bridge.locksChanged.connect(self.sync_locks)
         self.sync(session.latent)
         self.sync_locks()

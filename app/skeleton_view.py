@@ -27,6 +27,7 @@ from vispy.visuals.transforms import STTransform
 
 from handlatent.explorer.drag import DRAG_MODES, DRAGGABLE_JOINTS
 from handlatent.explorer.viewpoint import CAMERA_TO_DISPLAY
+from handlatent.app.coalesce import Coalescer
 from handlatent.skeleton import BONE_COLORS, BONES, FINGER_COLORS, FINGER_OF_KEYPOINT
 
 BACKGROUND = "#1b1d22"
@@ -524,15 +525,19 @@ class OffscreenSurface(QWidget):
         self._just_rendered = False
         self._stopped = False
         self._rendering = False
-        # Every vispy update request (visual data changed, camera moved) schedules one render.
+        # Every vispy update request (visual data changed, camera moved) schedules one render,
+        # at display rate: a software rasteriser takes ~8 ms of the GUI thread per render, and
+        # frames arrive faster than that during a joint drag.
+        self.repaints = Coalescer(lambda _: self.update(), parent=self)
         canvas.update_hook = self.schedule
 
     def schedule(self) -> None:
-        """vispy wants a redraw: repaint this widget (Qt coalesces), which renders the scene.
-        Requests made while the scene is being drawn are for that drawing: ignored."""
+        """vispy wants a redraw: repaint this widget (at most DISPLAY_INTERVAL_MS apart), which
+        renders the scene. Requests made while the scene is being drawn are for that drawing:
+        ignored."""
         if not self._stopped and not self._rendering:
             self._dirty = True
-            self.update()
+            self.repaints.push(None)
 
     def stop(self) -> None:
         self._stopped = True
