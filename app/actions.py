@@ -12,6 +12,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import QMenu, QStyle, QToolBar
 
+from handlatent.app.icons import die_icon
 from handlatent.joint_orders import ORDERS
 from handlatent.resources import example_images
 
@@ -40,7 +41,7 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
             a.setStatusTip(tip)
             a.setToolTip(f"{tip} ({a.shortcut().toString()})" if a.shortcuts() else tip)
         if icon is not None:
-            a.setIcon(style.standardIcon(icon))
+            a.setIcon(icon if isinstance(icon, QIcon) else style.standardIcon(icon))
         a.setCheckable(checkable)
         # The 3D view may sit in its own native window: let shortcuts work from there too.
         a.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
@@ -108,7 +109,7 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
     latent_menu = bar.addMenu("&Latent")
     latent_menu.addAction(act("random_all", "&Random sample", lambda: w.randomize(None), "R",
                               "Draw the whole latent (locked parts stay) from the source chosen "
-                              "in Latent ▸ Sample from", icon=sp.SP_BrowserReload))
+                              "in Latent ▸ Sample from", icon=die_icon()))
     for part in w.session.layout.names:
         if part in PART_SHORTCUTS and w.session.layout.slices[part].stop > \
                 w.session.layout.slices[part].start:

@@ -12,7 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from handlatent.skeleton import BONES, FINGER_COLORS, FINGER_OF_KEYPOINT
 
@@ -50,6 +50,8 @@ class ImagePane(QWidget):
         self.title = QLabel(title)
         self.title.setStyleSheet("font-weight: 600; padding: 2px 4px;")
         self.title.setVisible(bool(title))
+        self.title.setMinimumWidth(0)      # a long title is cut rather than widen the pane
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.title)
         self.view = pg.GraphicsView(background=BACKGROUND)
         self.view.setMinimumSize(min_size, min_size)

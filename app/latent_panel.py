@@ -54,6 +54,12 @@ WHAT_WIDTH = 84         # the name of what a dimension moves (elided when longer
 SLIDER_MIN_WIDTH = 80   # the slider with its value label gives way to it in a narrow panel
 
 
+def shrinkable(label: QLabel) -> None:
+    """Let `label` be cut when the dock is narrow (it never sets the dock's minimum width)."""
+    label.setMinimumWidth(0)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+
 class DimSlider(QWidget):
     """One row: dimension number, what it moves ("index curls"; handlatent.dim_labels), a
     labelled double slider (value shown) and its KL; `row` is its QHBoxLayout."""
@@ -129,13 +135,13 @@ class LatentGroup(QCollapsible):
         self.random_button.setToolTip(f"Draw {part} at random (Latent ▸ Sample from)")
         self.lock_box = QCheckBox("Lock")
         self.lock_box.setToolTip(f"Keep {part} fixed when sampling or walking")
-        self.count = QLabel()
+        self.count = QLabel(alignment=Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.count.setStyleSheet("color: palette(mid);")
+        shrinkable(self.count)
         tools.addWidget(self.reset_button)
         tools.addWidget(self.random_button)
         tools.addWidget(self.lock_box)
-        tools.addStretch(1)
-        tools.addWidget(self.count)
+        tools.addWidget(self.count, 1)
         column.addLayout(tools)
 
         kl = np.asarray(session.stats.kl_per_dim, dtype=float)
@@ -211,9 +217,10 @@ class LatentPanel(QWidget):
                                       "information; they are hidden by default")
         legend = QLabel("value · KL (nats)")
         legend.setStyleSheet("color: palette(mid);")
+        legend.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        shrinkable(legend)
         header.addWidget(self.show_inactive)
-        header.addStretch(1)
-        header.addWidget(legend)
+        header.addWidget(legend, 1)
         outer.addLayout(header)
 
         scroll = QScrollArea()
@@ -236,6 +243,9 @@ class LatentPanel(QWidget):
         scroll.setWidget(inner)
         outer.addWidget(scroll, 1)
         self.scroll = scroll
+        # never narrower than a row (no horizontal scrolling: value and KL would be cut off)
+        scroll.setMinimumWidth(inner.minimumSizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width())
 
         self.sliders: dict[int, DimSlider] = {}
         for group in self.groups.values():

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QImage, QMouseEvent, QPainter
-from PySide6.QtWidgets import (QButtonGroup, QHBoxLayout, QLabel, QRadioButton, QToolButton,
+from PySide6.QtWidgets import (QButtonGroup, QHBoxLayout, QLabel, QRadioButton, QSizePolicy, QToolButton,
                                QVBoxLayout, QWidget)
 from vispy import app as vispy_app
 from vispy import scene
@@ -28,14 +28,14 @@ from vispy.visuals.transforms import STTransform
 from handlatent.explorer.drag import DRAG_MODES, DRAGGABLE_JOINTS
 from handlatent.explorer.viewpoint import CAMERA_TO_DISPLAY
 from handlatent.app.coalesce import Coalescer
-from handlatent.skeleton import BONE_COLORS, BONES, FINGER_COLORS, FINGER_OF_KEYPOINT
+from handlatent.skeleton import BONE_COLORS, BONES, FINGER_COLORS, FINGER_OF_KEYPOINT, FINGERS
 
 BACKGROUND = "#1b1d22"
 GRID_COLOR = (0.55, 0.58, 0.65, 0.35)
 ROOT_COLOR = (0.92, 0.92, 0.92)
 COMPARED_COLOR = (1.0, 0.55, 0.1, 0.95)   # the compared model's skeleton (overlay), orange
 MODES = ("xyz", "cpose")
-MODE_LABELS = {"xyz": "3D pose", "cpose": "Canonical pose"}
+MODE_LABELS = {"xyz": "3D pose", "cpose": "Canonical"}
 HOME_ANGLES = (0.0, 15.0)   # (azimuth, elevation) of "Reset view": a little from above
 
 _vispy_ready = False
@@ -85,6 +85,23 @@ def ensure_vispy_backend() -> None:
     if not _vispy_ready:
         vispy_app.use_app("pyside6")
         _vispy_ready = True
+
+
+def finger_hex(finger: int) -> str:
+    """"#rrggbb" of finger `finger` (0 thumb … 4 little), as its bones are drawn."""
+    return "#" + "".join(f"{round(255 * c):02x}" for c in FINGER_COLORS[finger])
+
+
+def finger_legend() -> QLabel:
+    """One line under the 3D view naming the fingers in their colours ("● thumb ● index …")."""
+    entries = [f'<span style="color:{finger_hex(f)}; font-size:15px;">●</span>&nbsp;{name}'
+               for f, name in enumerate(FINGERS)]
+    label = QLabel("&nbsp;&nbsp;&nbsp;".join(entries))
+    label.setObjectName("finger-legend")
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setStyleSheet(f"background: {BACKGROUND}; color: #c8ccd2; padding: 2px 6px;")
+    label.setToolTip("Bone and joint colours of the skeleton; the palm root is white")
+    return label
 
 
 def joint_colors() -> np.ndarray:
@@ -227,7 +244,9 @@ class SkeletonView(QWidget):
         bar.setContentsMargins(4, 0, 4, 0)
         label = QLabel(title)
         label.setStyleSheet("font-weight: 600; padding: 2px 0px;")
-        bar.addWidget(label)
+        label.setMinimumWidth(0)     # the title gives way first when the view is narrow
+        label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        bar.addWidget(label, 1)
         bar.addStretch(1)
         self.mode_buttons = QButtonGroup(self)
         for mode in MODES:
@@ -285,6 +304,8 @@ class SkeletonView(QWidget):
             self.surface = self.canvas.native
             self.canvas.events.draw.connect(lambda _event: self._on_drawn())
         layout.addWidget(self.surface, 1)
+        self.legend = finger_legend()
+        layout.addWidget(self.legend)
         self.surface.installEventFilter(self)   # joint drags, before the camera sees the mouse
         self.reset_camera()
         if bridge is not None:
