@@ -75,6 +75,13 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
                             tip="Open a training run's newest checkpoint and reload each new one"))
     file_menu.addAction(act("stop_follow", "Stop follo&wing", w.models.stop_following,
                             tip="Keep the model shown; stop reloading the run's checkpoints"))
+    file_menu.addAction(act("follow_from_image", "Follow: latent from the &image",
+                            w.models.set_follow_from_image, checkable=True,
+                            tip="Following a run with an image loaded, set the latent from "
+                                "each new checkpoint's encoding of it (off: keep the latent)"))
+    actions["follow_from_image"].blockSignals(True)      # the default, no message
+    actions["follow_from_image"].setChecked(w.models.follow_from_image)
+    actions["follow_from_image"].blockSignals(False)
     file_menu.addSeparator()
     file_menu.addAction(act("load_preset", "&Load preset…", w.load_preset_dialog, "Ctrl+L",
                             "Load a latent from a preset JSON file"))

@@ -94,7 +94,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
 
         self.latent_panel = LatentPanel(session, self.bridge)
         self.walk_panel = WalkPanel(session.walk, session.stats, self.bridge)
-        self.transfer_panel = TransferPanel(session.images, self.bridge)
+        self.transfer_panel = TransferPanel(session.images, self.bridge, self.current_image)
         self.latent_dock = self.add_dock("Latent z", "latent-dock", self.latent_panel,
                                       Qt.DockWidgetArea.LeftDockWidgetArea)
         self.walk_dock = self.add_dock("Latent walk", "walk-dock", self.walk_panel,
@@ -240,6 +240,18 @@ class MainWindow(ImageDropMixin, QMainWindow):
         if not self.input_pane.isVisible():
             self.input_pane.setVisible(True)
             self.arrange_centre()
+
+    def current_image(self) -> tuple[Any, str] | None:
+        """The image on screen and its name: the loaded input image (its file, else its
+        pixels), else the decoded image; None before the first frame."""
+        loaded = self.session.images.get("estimate")
+        if loaded is not None:
+            if loaded.path is not None and loaded.path.is_file():
+                return str(loaded.path), loaded.label
+            return loaded.model_input, f"the input image ({loaded.label})"
+        if self.last_frame is not None:
+            return self.last_frame.image, "the decoded image"
+        return None
 
     def arrange_centre(self) -> None:
         """The centre's default split: the decoded images (the model's product) at least as
