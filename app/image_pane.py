@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QPoint, QRect, Signal
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
@@ -114,6 +114,15 @@ class ImagePane(QWidget):
     def image(self) -> np.ndarray | None:
         """The array shown now (what was last passed to `set_image`)."""
         return self._image
+
+    def shown_rect(self) -> QRect:
+        """Where the image is drawn now, in this pane's pixels (clipped to its view; empty
+        without an image)."""
+        if self._image is None:
+            return QRect()
+        rect = self.view.mapFromScene(self.item.sceneBoundingRect()).boundingRect()
+        return rect.translated(self.view.mapTo(self, QPoint(0, 0))).intersected(
+            self.view.geometry())
 
     def qimage(self) -> QImage | None:
         """The shown image as a QImage (a copy), e.g. for the clipboard."""
