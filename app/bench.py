@@ -411,7 +411,7 @@ ATLAS_REFRESHES = 20
 
 def run_atlas_bench(checkpoint_or_model: Any, n: int = ATLAS_REFRESHES, *, device: str = "cpu",
                     window_size: tuple[int, int] = (1400, 900),
-                    decode_ms: float | None = None) -> dict:
+                    decode_ms: float | None = None, columns: int | None = None) -> dict:
     """Open the "Latent atlas" dock in a shown window and time `n` refreshes. Each time one
     active dimension is set to a new value (as a thumbnail click does) and the panel refreshes
     once the latent has been still for its settle delay; measured per refresh:
@@ -420,12 +420,16 @@ def run_atlas_bench(checkpoint_or_model: Any, n: int = ATLAS_REFRESHES, *, devic
       (add `atlas_settle_ms` for the time from the latent change);
     - `atlas_on_screen_*`: from the request to the strips of the rows on screen, which are
       decoded first.
+
+    `columns`: values per strip (default the panel's, 5; 7 was the default before issue 25).
     """
-    from handlatent.app.atlas_panel import SETTLE_MS
+    from handlatent.app.atlas_panel import COLUMN_CHOICES, SETTLE_MS
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
 
     def atlas_decoded(app: Any, window: Any) -> Callable[[], bool]:
+        if columns is not None:         # before the dock shows: no refresh asked yet
+            window.atlas_panel.columns.setCurrentIndex(COLUMN_CHOICES.index(columns))
         window.atlas_dock.show()
         return lambda: window.atlas_panel.refresh_count > 0
 
@@ -484,8 +488,8 @@ def gui_section(checkpoint: Any, device: str = "cpu", compare: Any = None,
     """`handlatent-bench gui`: every GUI measure on one model (docs/gui.md, "GUI benchmark").
 
     The slider at 60 Hz input (the first definition, unprefixed keys) and at 120 Hz
-    (`slider120_*`), compared with a second model at 120 Hz (`compare120_*`), the atlas, the
-    joint drag (sliders repainting at display rate) and beside it the drag as first defined
+    (`slider120_*`), compared with a second model at 120 Hz (`compare120_*`), the atlas (and
+    with 7 columns, its first default: `atlas7_*`), the joint drag (sliders repainting at display rate) and beside it the drag as first defined
     (`drag_immediate_*`: sliders repainted at every update), the reload of a followed run; and
     `targets_met`, which of RESPONSIVE_TARGETS hold. `decode_ms`: a stand-in decoder."""
     from handlatent.app.bench_reload import run_reload_bench
@@ -496,6 +500,9 @@ def gui_section(checkpoint: Any, device: str = "cpu", compare: Any = None,
                              compare=compare or checkpoint)
     rows.update({f"compare120_{k}": v for k, v in compared.items() if k in SHOWN_KEYS})
     rows.update(run_atlas_bench(checkpoint, device=device, decode_ms=decode_ms))
+    wide = run_atlas_bench(checkpoint, 10, device=device, decode_ms=decode_ms, columns=7)
+    rows.update({k.replace("atlas_", "atlas7_", 1): v for k, v in wide.items()
+                 if k.endswith("_ms") and k != "atlas_settle_ms" or k == "atlas_thumbnails"})
     rows.update(run_drag_bench(checkpoint, device=device, decode_ms=decode_ms))
     before = run_drag_bench(checkpoint, device=device, decode_ms=decode_ms, slider_interval_ms=0)
     rows.update({k.replace("drag_", "drag_immediate_", 1): v for k, v in before.items()
@@ -524,6 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also time dragging a joint in the 3D view (run_drag_bench)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
+    from handlatent.threads import configure_gui_threads
+    configure_gui_threads()                  # as handlatent-gui
     if args.checkpoint:
         target: Any = args.checkpoint
     else:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from handlatent.cli_errors import one_line, report_unexpected
-from handlatent.threads import GUI_THREADS
+from handlatent.threads import GUI_THREADS, configure_gui_threads
 
 PROG = "handlatent-gui"
 EXIT_USAGE = 2          # bad checkpoint, no display, bad arguments
@@ -269,8 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not folder.is_dir():
                 raise CliError(f"--screenshot {args.screenshot}: folder {folder} does not exist")
         app = _application(PROG)
-        import torch
-        torch.set_num_threads(args.threads)
+        configure_gui_threads(args.threads)
         start = None
         try:
             start = start_checkpoint(args.checkpoint, args.follow)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from handlatent.bench.timing import machine
-from handlatent.threads import GUI_THREADS
+from handlatent.threads import GUI_THREADS, configure_gui_threads
 
 SECTIONS = ("synth", "model", "train", "gui")
 
@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, object] = {"machine": machine()}
     print(f"machine: {result['machine']}")
     for name in sections:
-        torch.set_num_threads(_threads_for(name, args.threads))
+        if name == "gui":
+            configure_gui_threads(_threads_for(name, args.threads))   # as handlatent-gui does
+        else:
+            torch.set_num_threads(_threads_for(name, args.threads))
         try:
             result[name] = _run_section(name, args)
         except (OSError, ValueError, RuntimeError) as exc:
