@@ -167,3 +167,19 @@ def test_pose_transfer_uses_the_image_on_screen_and_the_examples(qtbot, window, 
     monkeypatch.setattr(dialogs.ImageFolder, "folder", "/tmp")
     panel.content.button.click()
     assert asked[1] == "/tmp"
+
+
+def test_coalescer_shows_the_newest_value_at_most_once_per_interval(qtbot):
+    from handlatent.app.coalesce import Coalescer
+    shown = []
+    follower = Coalescer(shown.append, interval_ms=80)
+    follower.push(1)                   # nothing shown lately: at once
+    for v in (2, 3, 4):                # within the interval: only the newest, once it is over
+        follower.push(v)
+    assert shown == [1] and follower.waiting
+    qtbot.waitUntil(lambda: shown == [1, 4], timeout=2000)
+    assert not follower.waiting
+    immediate = Coalescer(shown.append, interval_ms=0)
+    immediate.push(5)
+    immediate.push(6)
+    assert shown == [1, 4, 5, 6]
