@@ -500,7 +500,7 @@ def gui_section(checkpoint: Any, device: str = "cpu", compare: Any = None,
                              compare=compare or checkpoint)
     rows.update({f"compare120_{k}": v for k, v in compared.items() if k in SHOWN_KEYS})
     rows.update(run_atlas_bench(checkpoint, device=device, decode_ms=decode_ms))
-    wide = run_atlas_bench(checkpoint, 10, device=device, decode_ms=decode_ms, columns=7)
+    wide = run_atlas_bench(checkpoint, 5, device=device, decode_ms=decode_ms, columns=7)
     rows.update({k.replace("atlas_", "atlas7_", 1): v for k, v in wide.items()
                  if k.endswith("_ms") and k != "atlas_settle_ms" or k == "atlas_thumbnails"})
     rows.update(run_drag_bench(checkpoint, device=device, decode_ms=decode_ms))

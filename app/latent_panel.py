@@ -212,7 +212,7 @@ class LatentPanel(QWidget):
 
         header = QHBoxLayout()
         header.setContentsMargins(6, 4, 6, 0)
-        self.show_inactive = QCheckBox("Show inactive dimensions")
+        self.show_inactive = QCheckBox("Show inactive")
         self.show_inactive.setToolTip("Dimensions whose KL to the prior is ≈ 0 carry no "
                                       "information; they are hidden by default")
         legend = QLabel("value · KL (nats)")
