@@ -43,6 +43,7 @@ RECENT_KEY = "recentFiles"
 MAX_RECENT = 10
 DEFAULT_SIZE = (1400, 900)
 MESSAGE_MS = 8000
+CENTRE_MIN = 128   # the images' narrowest (the model's resolution): the docks fit at 1,400 px
 CENTRE_WEIGHTS = {"input": 0.3, "decoded": 0.34, "skeleton": 0.36}   # the centre's default split
 
 
@@ -78,9 +79,9 @@ class MainWindow(ImageDropMixin, QMainWindow):
                             | QMainWindow.DockOption.AllowTabbedDocks)
 
         # Centre: [input image (after an estimate) | decoded image | 3D skeleton]
-        self.input_pane = ImagePane("Input image (estimate)", empty_text="")
+        self.input_pane = ImagePane("Input image (estimate)", empty_text="", min_size=CENTRE_MIN)
         self.input_pane.setVisible(False)
-        self.image_pane = ImagePane("Decoded image", empty_text="decoding…")
+        self.image_pane = ImagePane("Decoded image", empty_text="decoding…", min_size=CENTRE_MIN)
         self.skeleton = SkeletonView(self.bridge)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setChildrenCollapsible(False)
