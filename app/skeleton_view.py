@@ -246,8 +246,7 @@ class SkeletonView(QWidget):
         label.setStyleSheet("font-weight: 600; padding: 2px 0px;")
         label.setMinimumWidth(0)     # the title gives way first when the view is narrow
         label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        bar.addWidget(label, 1)
-        bar.addStretch(1)
+        bar.addWidget(label, 1)          # the title takes the room the buttons leave
         self.mode_buttons = QButtonGroup(self)
         for mode in MODES:
             button = QRadioButton(MODE_LABELS[mode])
