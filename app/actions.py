@@ -12,6 +12,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence
 from PySide6.QtWidgets import QMenu, QStyle, QToolBar
 
+from handlatent.app.icons import die_icon
 from handlatent.joint_orders import ORDERS
 from handlatent.resources import example_images
 
@@ -40,7 +41,7 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
             a.setStatusTip(tip)
             a.setToolTip(f"{tip} ({a.shortcut().toString()})" if a.shortcuts() else tip)
         if icon is not None:
-            a.setIcon(style.standardIcon(icon))
+            a.setIcon(icon if isinstance(icon, QIcon) else style.standardIcon(icon))
         a.setCheckable(checkable)
         # The 3D view may sit in its own native window: let shortcuts work from there too.
         a.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
@@ -74,6 +75,13 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
                             tip="Open a training run's newest checkpoint and reload each new one"))
     file_menu.addAction(act("stop_follow", "Stop follo&wing", w.models.stop_following,
                             tip="Keep the model shown; stop reloading the run's checkpoints"))
+    file_menu.addAction(act("follow_from_image", "Follow: latent from the &image",
+                            w.models.set_follow_from_image, checkable=True,
+                            tip="Following a run with an image loaded, set the latent from "
+                                "each new checkpoint's encoding of it (off: keep the latent)"))
+    actions["follow_from_image"].blockSignals(True)      # the default, no message
+    actions["follow_from_image"].setChecked(w.models.follow_from_image)
+    actions["follow_from_image"].blockSignals(False)
     file_menu.addSeparator()
     file_menu.addAction(act("load_preset", "&Load preset…", w.load_preset_dialog, "Ctrl+L",
                             "Load a latent from a preset JSON file"))
@@ -108,7 +116,7 @@ def install_actions(w: "MainWindow") -> dict[str, QAction]:
     latent_menu = bar.addMenu("&Latent")
     latent_menu.addAction(act("random_all", "&Random sample", lambda: w.randomize(None), "R",
                               "Draw the whole latent (locked parts stay) from the source chosen "
-                              "in Latent ▸ Sample from", icon=sp.SP_BrowserReload))
+                              "in Latent ▸ Sample from", icon=die_icon()))
     for part in w.session.layout.names:
         if part in PART_SHORTCUTS and w.session.layout.slices[part].stop > \
                 w.session.layout.slices[part].start:

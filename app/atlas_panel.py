@@ -9,7 +9,9 @@ new atlas only while it is visible and once the latent has been still for SETTLE
 single-shot timer that every change restarts, so a slider drag never asks per move); until their
 refresh arrives, strips made for an older latent are drawn dimmed. Each row marks the current
 value of its dimension (a line at its place on the strip, a frame round the nearest thumbnail);
-clicking a thumbnail sets that value (`Session.set_value`, one undo step).
+clicking a thumbnail sets that value (`Session.set_value`, one undo step). Thumbnails are at
+least MIN_CELL px (readable; the dock's minimum width follows), and the one under the mouse is
+shown enlarged beside it.
 """
 
 from __future__ import annotations
@@ -18,20 +20,23 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QScrollArea, QSizePolicy,
-                               QToolTip, QVBoxLayout, QWidget)
+                               QVBoxLayout, QWidget)
 
+from handlatent.app.coalesce import Coalescer
 from handlatent.app.image_pane import numpy_to_qimage
 from handlatent.app.latent_panel import group_title
-from handlatent.explorer.atlas import ATLAS_COLUMNS, ATLAS_SPAN, atlas_values
+from handlatent.explorer.atlas import ATLAS_SPAN, atlas_values
 
 SETTLE_MS = 150                # refresh once the latent has been still this long
 COLUMN_CHOICES = (5, 7)
+DEFAULT_COLUMNS = 5            # fits a readable strip beside the sliders at 1,400 px
 LABEL_WIDTH = 88               # dimension number, what it moves and KL, left of each strip
 HEADER_HEIGHT = 22             # a sub-latent's title row
 MARGIN, GAP = 4, 2             # around the grid, between thumbnails
-MIN_CELL, MAX_CELL = 24, 128   # thumbnail size range (px), following the panel's width
+MIN_CELL, MAX_CELL = 64, 128   # thumbnail size range (px), following the panel's width
+ENLARGED = 224                 # side of the enlarged thumbnail under the mouse (px)
 STALE_OPACITY = 0.4
 MARK_COLOR = QColor("#f0b429")
 EMPTY_COLOR = QColor("#2b2e33")
@@ -47,14 +52,20 @@ class AtlasGrid(QWidget):
         super().__init__(parent)
         self.groups = groups
         self.labels = labels           # dim -> (two lines) shown left of its strip
-        self.values = atlas_values()
+        self.values = atlas_values(DEFAULT_COLUMNS)
         self.z: np.ndarray | None = None
         self.images: dict[int, list[QImage]] = {}
         self.made_for: dict[int, np.ndarray] = {}   # dim -> latent its strip was decoded around
         self.cell = MIN_CELL
         self._row_y: dict[int, int] = {}
         self._header_y: list[tuple[str, int]] = []
-        self.setMouseTracking(False)
+        self.setMouseTracking(True)      # hover: the thumbnail under the mouse, enlarged
+        self.zoom = QLabel(None, Qt.WindowType.ToolTip)
+        self.zoom.setObjectName("atlas-zoom")
+        self.zoom.setStyleSheet(f"background: {EMPTY_COLOR.name()}; color: #e8e8e8; "
+                                "border: 1px solid #f0b429; padding: 3px;")
+        self.zoom.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.zoom_cell: tuple[int, int] | None = None
         self._relayout()
 
     # -- content ------------------------------------------------------------------------------
@@ -68,9 +79,18 @@ class AtlasGrid(QWidget):
         self.update()
 
     def set_latent(self, z: np.ndarray) -> None:
-        """The current latent: moves the marks and dims strips made for another latent."""
-        self.z = np.asarray(z, dtype=np.float32)
-        self.update()
+        """The current latent: moves the marks and dims strips made for another latent
+        (repainting only the rows whose mark moved or whose strip turned fresh or stale)."""
+        old, self.z = self.z, np.asarray(z, dtype=np.float32)
+        if old is None or old.shape != self.z.shape:
+            self.update()
+            return
+        for dim in self._row_y:
+            fresh = self.is_fresh(dim)
+            made = self.made_for.get(dim)
+            was_fresh = made is not None and np.array_equal(made, old)
+            if fresh != was_fresh or old[dim] != self.z[dim]:
+                self.update(self.row_rect(dim))
 
     def add_rows(self, z: np.ndarray, dims: tuple[int, ...], images: np.ndarray) -> None:
         """Strips (len(dims), columns, S, S, 3) decoded around latent `z`."""
@@ -198,17 +218,41 @@ class AtlasGrid(QWidget):
             return
         super().mousePressEvent(event)
 
-    def event(self, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.ToolTip:
-            hit = self.cell_at(event.pos())
-            if hit is None:
-                QToolTip.hideText()
-            else:
-                dim, column = hit
-                QToolTip.showText(event.globalPos(), f"z[{dim}] = {self.values[column]:+.2f} σ "
-                                  f"(click to set)", self)
-            return True
-        return super().event(event)
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        self.show_zoom(self.cell_at(event.position().toPoint()))
+        super().mouseMoveEvent(event)
+
+    def leaveEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+        self.show_zoom(None)
+        super().leaveEvent(event)
+
+    def hideEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        self.show_zoom(None)
+        super().hideEvent(event)
+
+    def show_zoom(self, hit: tuple[int, int] | None) -> None:
+        """Show the thumbnail at `hit` (dim, column) enlarged beside it, or hide it (None)."""
+        strip = self.images.get(hit[0]) if hit is not None else None
+        if strip is None:
+            self.zoom_cell = None
+            self.zoom.hide()
+            return
+        dim, column = hit
+        if hit != self.zoom_cell:
+            self.zoom_cell = hit
+            self.zoom.setPixmap(QPixmap.fromImage(strip[column]).scaled(
+                ENLARGED, ENLARGED, Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation))
+            self.zoom.setToolTip("")
+            self.zoom.adjustSize()
+            self.setToolTip(f"z[{dim}] = {self.values[column]:+.2f} σ (click to set)")
+            rect = self.cell_rect(dim, column)
+            # left of the strip (the atlas sits at the window's right), else right of it
+            corner = self.mapToGlobal(QPoint(rect.left() - self.zoom.width() - 8, rect.top()))
+            if corner.x() < 0:
+                corner = self.mapToGlobal(QPoint(rect.right() + 8, rect.top()))
+            self.zoom.move(corner)
+        self.zoom.show()
 
 
 class AtlasPanel(QWidget):
@@ -250,7 +294,7 @@ class AtlasPanel(QWidget):
         self.columns = QComboBox()
         for n in COLUMN_CHOICES:
             self.columns.addItem(f"{n} columns", n)
-        self.columns.setCurrentIndex(COLUMN_CHOICES.index(ATLAS_COLUMNS))
+        self.columns.setCurrentIndex(COLUMN_CHOICES.index(DEFAULT_COLUMNS))
         self.columns.setToolTip("Values per strip (decoding time grows with it)")
         self.status = QLabel("")
         self.status.setStyleSheet("color: palette(mid);")
@@ -264,6 +308,7 @@ class AtlasPanel(QWidget):
         self.scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         self.scroll.setWidget(self.grid)
         outer.addWidget(self.scroll, 1)
+        self._fit_width()
 
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
@@ -271,20 +316,27 @@ class AtlasPanel(QWidget):
         self.timer.timeout.connect(self.refresh)
         self.grid.clicked.connect(self.session.set_value)
         self.columns.currentIndexChanged.connect(self._columns_changed)
+        self.marks = Coalescer(self.grid.set_latent, parent=self)   # marks at display rate
         bridge.latentChanged.connect(self._latent_changed)
         bridge.atlasChanged.connect(self._add_part)
         self.grid.set_latent(session.latent)
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override: the dock's width when opened
-        return QSize(380, 600)
+        return QSize(self.minimumWidth(), 600)
+
+    def _fit_width(self) -> None:
+        """No narrower than a strip of MIN_CELL thumbnails beside the scroll bar."""
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        self.setMinimumWidth(self.grid.minimumWidth() + bar + 2)
 
     def _latent_changed(self, z: Any) -> None:
-        self.grid.set_latent(z)
+        self.marks.push(z)
         if self.isVisible():
             self.timer.start()          # restarts: waits until the latent is still
 
     def _columns_changed(self) -> None:
         self.grid.set_columns(atlas_values(int(self.columns.currentData())))
+        self._fit_width()
         self.refresh()
 
     def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
@@ -307,6 +359,7 @@ class AtlasPanel(QWidget):
     def _add_part(self, part: Any) -> None:
         if part.request_id != self.request_id:
             return                      # a superseded request's late part
+        self.marks.flush()              # the latent the part was decoded around, if it waits
         self.grid.add_rows(part.z, part.dims, part.images)
         if part.last:
             self.refresh_count += 1

@@ -45,18 +45,26 @@ def _application() -> Any:
     return app
 
 
-def _session_for(checkpoint_or_model: Any, device: str) -> tuple[Any, bool]:
-    """(session, owned): a Session from a path, a DVAE model, or a Session passed through."""
+def _session_for(checkpoint_or_model: Any, device: str,
+                 decode_ms: float | None = None) -> tuple[Any, bool]:
+    """(session, owned): a Session from a path, a DVAE model, or a Session passed through;
+    `decode_ms`: its model's decode stretched to that many ms (handlatent.bench.standin)."""
+    from handlatent.bench.standin import slow_decoder
     from handlatent.explorer import Session
     if isinstance(checkpoint_or_model, Session):
-        return checkpoint_or_model, False
-    if isinstance(checkpoint_or_model, (str, os.PathLike)):
-        return Session.from_checkpoint(Path(checkpoint_or_model), device=device), True
-    model = checkpoint_or_model
-    # A bare model has no latent statistics; uniform KL only fixes the slider order and
-    # spares the benchmark the KL estimate (which encodes synthetic images).
-    stats = {"kl_per_dim": [1.0] * model.layout.total}
-    return Session(model, name=type(model).__name__, device=device, latent_stats=stats), True
+        session, owned = checkpoint_or_model, False
+    elif isinstance(checkpoint_or_model, (str, os.PathLike)):
+        session, owned = Session.from_checkpoint(Path(checkpoint_or_model), device=device), True
+    else:
+        model = checkpoint_or_model
+        # A bare model has no latent statistics; uniform KL only fixes the slider order and
+        # spares the benchmark the KL estimate (which encodes synthetic images).
+        stats = {"kl_per_dim": [1.0] * model.layout.total}
+        session, owned = Session(model, name=type(model).__name__, device=device,
+                                 latent_stats=stats), True
+    if decode_ms:
+        slow_decoder(session.model, decode_ms)
+    return session, owned
 
 
 def wait_until(app: Any, predicate: Any, timeout_s: float) -> bool:
@@ -72,15 +80,16 @@ def wait_until(app: Any, predicate: Any, timeout_s: float) -> bool:
 @contextmanager
 def bench_window(checkpoint_or_model: Any, device: str, window_size: tuple[int, int], what: str,
                   ready: Callable[[Any, Any], Callable[[], bool]], timeout_s: float = 30.0,
-                  failure: str = "the window showed no decoded frame"
-                  ) -> Iterator[tuple[Any, Any, Any]]:
-    """(app, session, window): a shown main window once `ready(app, window)`'s predicate holds."""
+                  failure: str = "the window showed no decoded frame",
+                  decode_ms: float | None = None) -> Iterator[tuple[Any, Any, Any]]:
+    """(app, session, window): a shown main window once `ready(app, window)`'s predicate holds;
+    `decode_ms`: a stand-in decoder of that cost (handlatent.bench.standin)."""
     from handlatent.app.cli import _has_display
     from handlatent.app.main_window import MainWindow, freeze_startup_objects
     if not _has_display():
         raise RuntimeError(f"{what} needs a display: run it under xvfb-run -a")
     app = _application()
-    session, owned = _session_for(checkpoint_or_model, device)
+    session, owned = _session_for(checkpoint_or_model, device, decode_ms)
     window = MainWindow(session)
     try:
         window.resize(*window_size)
@@ -145,11 +154,12 @@ def _first_show_latencies_ms(events: list, z_of_request: dict, sent_at: dict) ->
 
 def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *,
                   device: str = "cpu", window_size: tuple[int, int] = (1400, 900),
-                  compare: Any = None) -> dict:
+                  compare: Any = None, decode_ms: float | None = None) -> dict:
     """Feed `n` slider changes at `rate_hz` into a shown main window and measure (see module).
 
     `checkpoint_or_model`: a checkpoint path, a DVAE model, or a Session (left open);
-    `compare`: a checkpoint to compare with (View ▸ Compare with), decoding every change too.
+    `compare`: a checkpoint to compare with (View ▸ Compare with), decoding every change too;
+    `decode_ms`: both models' decoders stretched to that cost (handlatent.bench.standin).
     Returns a dict of plain numbers (milliseconds, frames per second) and `meets_targets`.
     """
     from PySide6.QtCore import Qt, QTimer
@@ -166,10 +176,14 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
         return lambda: window.frames_shown > 0 and (not gl or bool(drawn))
 
     with bench_window(checkpoint_or_model, device, window_size, "the GUI benchmark",
-                       first_frame) as (app, session, window):
+                       first_frame, decode_ms=decode_ms) as (app, session, window):
         if compare is not None:
+            from handlatent.bench.standin import slow_decoder
             from handlatent.explorer.models import open_model
-            session.compare.open(open_model(compare, device))
+            opened = open_model(compare, device)
+            if decode_ms:
+                slow_decoder(opened.model, decode_ms)
+            session.compare.open(opened)
             if not wait_until(app, lambda: window.models.compare_view.pane.image() is not None, 30.0):
                 raise RuntimeError("the compared model showed no frame within 30 s")
         # The most informative pose dimension, as the user would pick it.
@@ -183,11 +197,11 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
         sent_at: dict[float, float] = {}
         z_of_request: dict[int, float] = {}
         shown: list[tuple[float, int]] = []      # (time, request id) per image paint
-        decode_ms: list[float] = []
+        decode_times: list[float] = []
 
         def on_decoded(frame: Any) -> None:
             z_of_request[frame.request_id] = float(frame.z[index])
-            decode_ms.append(float(frame.elapsed_ms))
+            decode_times.append(float(frame.elapsed_ms))
 
         def on_shown(tag: Any) -> None:
             if tag is not None:
@@ -254,7 +268,8 @@ def run_gui_bench(checkpoint_or_model: Any, n: int = 200, rate_hz: float = 60, *
             "gl_latency_median_ms": round(float(np.median(gl_lat)), 1),
             "gl_latency_p95_ms": round(float(np.percentile(gl_lat, 95)), 1),
             "max_stall_ms": heartbeat.max_gap_ms(),
-            "decode_median_ms": round(float(np.median(decode_ms)), 2) if decode_ms else None,
+            "decode_median_ms": (round(float(np.median(decode_times)), 2) if decode_times
+                                 else None),
             "settled": bool(settled),
             "compared_with": session.compare.name,
             "total_s": round(t_end - t0, 3),
@@ -278,18 +293,22 @@ def percentiles(values: list[float]) -> tuple[float, float]:
 
 
 def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, *,
-                   device: str = "cpu", window_size: tuple[int, int] = (1400, 900)) -> dict:
+                   device: str = "cpu", window_size: tuple[int, int] = (1400, 900),
+                   decode_ms: float | None = None, slider_interval_ms: int | None = None
+                   ) -> dict:
     """Drag the index fingertip in a shown window's 3D view: `n` mouse moves at `rate_hz` on a
     circle (QTest events on the view's surface, the whole path of a real drag: view -> session
     -> drag worker -> decode worker -> bridge -> views), and measure per drag update
 
     - `drag_update_*`: from a mouse move to its update applied on the GUI thread, the sliders
-      having followed ("dragged" comes after the update's "latent_changed");
+      having been told ("dragged" comes after the update's "latent_changed"; they repaint at
+      display rate, `slider_interval_ms`: 0 repaints them at once, as before issue 25);
     - `drag_optimise_*`: the optimisation alone (on the drag worker);
     - `drag_frame_*`: from a mouse move to the image pane's paint of the frame decoded from it.
 
     Moves overtaken by a newer one before their update started are never served (newest wins);
-    `drag_updates` counts the served ones. Returns plain numbers and `drag_meets_target`.
+    `drag_updates` counts the served ones; `decode_ms`: a stand-in decoder of that cost.
+    Returns plain numbers and `drag_meets_target`.
     """
     from PySide6.QtCore import QPoint, Qt, QTimer
     from PySide6.QtTest import QTest
@@ -301,7 +320,9 @@ def run_drag_bench(checkpoint_or_model: Any, n: int = 120, rate_hz: float = 60, 
         return lambda: window.frames_shown > 0 and window.skeleton.frame is not None
 
     with bench_window(checkpoint_or_model, device, window_size, "the drag benchmark",
-                       first_frame) as (app, session, window):
+                       first_frame, decode_ms=decode_ms) as (app, session, window):
+        if slider_interval_ms is not None:
+            window.latent_panel.follower.interval_ms = int(slider_interval_ms)
         view = window.skeleton
         start, z_start = view.screen_positions()[DRAG_JOINT, :2], session.latent
         angles = np.linspace(0, 2 * np.pi, n + 1)[1:]
@@ -389,7 +410,8 @@ ATLAS_REFRESHES = 20
 
 
 def run_atlas_bench(checkpoint_or_model: Any, n: int = ATLAS_REFRESHES, *, device: str = "cpu",
-                    window_size: tuple[int, int] = (1400, 900)) -> dict:
+                    window_size: tuple[int, int] = (1400, 900),
+                    decode_ms: float | None = None, columns: int | None = None) -> dict:
     """Open the "Latent atlas" dock in a shown window and time `n` refreshes. Each time one
     active dimension is set to a new value (as a thumbnail click does) and the panel refreshes
     once the latent has been still for its settle delay; measured per refresh:
@@ -398,18 +420,22 @@ def run_atlas_bench(checkpoint_or_model: Any, n: int = ATLAS_REFRESHES, *, devic
       (add `atlas_settle_ms` for the time from the latent change);
     - `atlas_on_screen_*`: from the request to the strips of the rows on screen, which are
       decoded first.
+
+    `columns`: values per strip (default the panel's, 5; 7 was the default before issue 25).
     """
-    from handlatent.app.atlas_panel import SETTLE_MS
+    from handlatent.app.atlas_panel import COLUMN_CHOICES, SETTLE_MS
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
 
     def atlas_decoded(app: Any, window: Any) -> Callable[[], bool]:
+        if columns is not None:         # before the dock shows: no refresh asked yet
+            window.atlas_panel.columns.setCurrentIndex(COLUMN_CHOICES.index(columns))
         window.atlas_dock.show()
         return lambda: window.atlas_panel.refresh_count > 0
 
     with bench_window(checkpoint_or_model, device, window_size, "the atlas benchmark",
-                       atlas_decoded, timeout_s=120.0,
-                       failure="the latent atlas was not decoded") as (app, session, window):
+                       atlas_decoded, timeout_s=120.0, failure="the latent atlas was not decoded",
+                       decode_ms=decode_ms) as (app, session, window):
         panel = window.atlas_panel
         asked: dict[int, float] = {}      # request id -> time the panel asked for it
         waiting: dict[int, set[int]] = {}  # request id -> rows on screen not yet arrived
@@ -448,6 +474,50 @@ def run_atlas_bench(checkpoint_or_model: Any, n: int = ATLAS_REFRESHES, *, devic
                 "atlas_on_screen_median_ms": visible[0], "atlas_on_screen_p95_ms": visible[1]}
 
 
+# The targets of issue 25 ("the window keeps up with the hand"), checked by `gui_section`.
+RESPONSIVE_TARGETS = {"drag_update_p95_ms": 16.0, "drag_frame_p95_ms": 33.0,
+                      "slider120_latency_p95_ms": 16.0, "slider120_max_stall_ms": 33.0,
+                      "compare120_latency_p95_ms": 16.0, "compare120_max_stall_ms": 33.0,
+                      "atlas_on_screen_median_ms": 300.0}
+SHOWN_KEYS = ("compared_with", "fps", "changes_shown", "latency_median_ms", "latency_p95_ms",
+              "latency_max_ms", "max_stall_ms", "decode_median_ms", "meets_targets")
+
+
+def gui_section(checkpoint: Any, device: str = "cpu", compare: Any = None,
+                decode_ms: float | None = None) -> dict:
+    """`handlatent-bench gui`: every GUI measure on one model (docs/gui.md, "GUI benchmark").
+
+    The slider at 60 Hz input (the first definition, unprefixed keys) and at 120 Hz
+    (`slider120_*`), compared with a second model at 120 Hz (`compare120_*`), the atlas (and
+    with 7 columns, its first default: `atlas7_*`), the joint drag (sliders repainting at display rate) and beside it the drag as first defined
+    (`drag_immediate_*`: sliders repainted at every update), the reload of a followed run; and
+    `targets_met`, which of RESPONSIVE_TARGETS hold. `decode_ms`: a stand-in decoder."""
+    from handlatent.app.bench_reload import run_reload_bench
+    rows = run_gui_bench(checkpoint, n=200, rate_hz=60, device=device, decode_ms=decode_ms)
+    fast = run_gui_bench(checkpoint, n=240, rate_hz=120, device=device, decode_ms=decode_ms)
+    rows.update({f"slider120_{k}": v for k, v in fast.items() if k in SHOWN_KEYS})
+    compared = run_gui_bench(checkpoint, n=240, rate_hz=120, device=device, decode_ms=decode_ms,
+                             compare=compare or checkpoint)
+    rows.update({f"compare120_{k}": v for k, v in compared.items() if k in SHOWN_KEYS})
+    rows.update(run_atlas_bench(checkpoint, device=device, decode_ms=decode_ms))
+    wide = run_atlas_bench(checkpoint, 5, device=device, decode_ms=decode_ms, columns=7)
+    rows.update({k.replace("atlas_", "atlas7_", 1): v for k, v in wide.items()
+                 if k.endswith("_ms") and k != "atlas_settle_ms" or k == "atlas_thumbnails"})
+    rows.update(run_drag_bench(checkpoint, device=device, decode_ms=decode_ms))
+    before = run_drag_bench(checkpoint, device=device, decode_ms=decode_ms, slider_interval_ms=0)
+    rows.update({k.replace("drag_", "drag_immediate_", 1): v for k, v in before.items()
+                 if k.endswith("_ms")})
+    if decode_ms is None:
+        rows.update(run_reload_bench(checkpoint, device=device))
+    rows["stand_in_decode_ms"] = decode_ms
+    missed = [k for k, limit in RESPONSIVE_TARGETS.items()
+              if not (isinstance(rows.get(k), (int, float)) and rows[k] <= limit)]
+    rows["targets_met"] = not missed
+    rows["targets_missed"] = ", ".join(f"{k} {rows.get(k)} > {RESPONSIVE_TARGETS[k]:g}"
+                                       for k in missed)
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m handlatent.app.bench",
                                      description="GUI liveness benchmark (needs a display).")
@@ -461,6 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also time dragging a joint in the 3D view (run_drag_bench)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
+    from handlatent.threads import configure_gui_threads
+    configure_gui_threads()                  # as handlatent-gui
     if args.checkpoint:
         target: Any = args.checkpoint
     else:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from handlatent.cli_errors import one_line, report_unexpected
+from handlatent.threads import GUI_THREADS, configure_gui_threads
 
 PROG = "handlatent-gui"
 EXIT_USAGE = 2          # bad checkpoint, no display, bad arguments
@@ -56,10 +57,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "assets/models/)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the model runs (default: auto = CUDA if available)")
-    parser.add_argument("--threads", type=_threads, default=1, metavar="N",
-                        help="torch CPU threads (default 1: the decode and drag workers run at "
-                             "once, and two threads each made joint drags 3x slower, "
-                             "docs/gui.md)")
+    parser.add_argument("--threads", type=_threads, default=GUI_THREADS, metavar="N",
+                        help=f"torch CPU threads (default {GUI_THREADS}: the decode and drag "
+                             "workers run at once, each with its own threads; docs/gui.md)")
     parser.add_argument("--screenshot", metavar="OUT.png",
                         help="open the window, save a screenshot once the first frame is "
                              "shown, and exit")
@@ -269,8 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not folder.is_dir():
                 raise CliError(f"--screenshot {args.screenshot}: folder {folder} does not exist")
         app = _application(PROG)
-        import torch
-        torch.set_num_threads(args.threads)
+        configure_gui_threads(args.threads)
         start = None
         try:
             start = start_checkpoint(args.checkpoint, args.follow)

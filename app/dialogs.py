@@ -50,9 +50,28 @@ def open_run_folder(parent: QWidget | None) -> str | None:
     return path or None
 
 
+class ImageFolder:
+    """Where image dialogs open: the bundled example hands the first time (a new user has
+    something to open at once), then the folder of the image last chosen."""
+
+    folder: str | None = None
+
+    @classmethod
+    def get(cls) -> str:
+        if cls.folder is None:
+            from handlatent.resources import EXAMPLES_FOLDER, asset_folder
+            cls.folder = str(asset_folder(EXAMPLES_FOLDER))
+        return cls.folder
+
+
 def open_image_path(parent: QWidget | None, title: str = "Open image",
-                    directory: str = "") -> str | None:
-    path, _ = QFileDialog.getOpenFileName(parent, title, directory, IMAGE_FILTER)
+                    directory: str | None = None) -> str | None:
+    """An image file chosen by the user, the dialog opening in `directory` (default: the
+    examples the first time, then the last image's folder, `ImageFolder`)."""
+    path, _ = QFileDialog.getOpenFileName(parent, title, directory or ImageFolder.get(),
+                                          IMAGE_FILTER)
+    if path:
+        ImageFolder.folder = os.path.dirname(path)
     return path or None
 
 

@@ -5,7 +5,10 @@ plots the run's validation curves.
 polling): the trainer's atomic writes (temp file, rename) and its appended metric lines each
 restart a short debounce timer, after which the watcher reads the metrics and asks
 `handlatent.explorer.follow.RunFollower` whether a checkpoint is new; a new one is loaded off
-the GUI thread by the window's `ModelLoader`, which keeps the latent and the loaded images.
+the GUI thread by the window's `ModelLoader`, which re-encodes the loaded images. With an image
+loaded, the latent is set from the new model's encoding of it (`from_image`, the default: the
+skeleton is the current model's reading of the image), or kept (for watching one fixed latent
+decoded by newer weights); the status line says which.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class RunWatcher(QObject):
         super().__init__(parent)
         self.follower = RunFollower(run)      # ValueError (one line) if not a folder
         self.loader = loader
+        self.from_image = True                # latent from each checkpoint's encoding
         self.metrics = RunMetrics()
         self._pending: dict[str, Any] = {}    # checkpoint path -> stamp being loaded
         self.watcher = QFileSystemWatcher(self)
@@ -70,7 +74,7 @@ class RunWatcher(QObject):
         new = self.follower.check()
         if new is not None and self._pending.get(str(new[0])) != new[1]:
             self._pending[str(new[0])] = new[1]
-            self.loader.load(new[0], "open")
+            self.loader.load(new[0], "open", from_image=self.from_image)
         self._say()
 
     def _say(self) -> None:
@@ -80,13 +84,17 @@ class RunWatcher(QObject):
             return
         shown = f"showing {current.name}" if current is not None else "loading…"
         summary = self.metrics.summary()
-        self.status.emit(f"Run {self.run.name}: " + (f"{summary} · " if summary else "") + shown)
+        latent = ("latent: the image re-encoded per checkpoint" if self.from_image
+                  else "latent kept across checkpoints")
+        self.status.emit(f"Run {self.run.name}: " + (f"{summary} · " if summary else "")
+                         + f"{shown} · {latent}")
 
     def _switched(self, path: str, summary: str) -> None:
         now = self._pending.pop(path, None)
         if now is not None:
             self.follower.tried(Path(path), now, ok=True)
-            kept = summary.split(": ", 1)[-1]      # "kept the latent; re-encoded …"
+            kept = summary.split(": ", 1)[-1]      # "kept the latent; re-encoded …" or
+            #                                         "the latent is its encoding of …"
             self.message.emit(f"Reloaded {Path(path).name} of {self.run.name}: {kept}")
             self._say()
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QPoint, QRect, Signal
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from handlatent.skeleton import BONES, FINGER_COLORS, FINGER_OF_KEYPOINT
 
@@ -50,6 +50,8 @@ class ImagePane(QWidget):
         self.title = QLabel(title)
         self.title.setStyleSheet("font-weight: 600; padding: 2px 4px;")
         self.title.setVisible(bool(title))
+        self.title.setMinimumWidth(0)      # a long title is cut rather than widen the pane
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.title)
         self.view = pg.GraphicsView(background=BACKGROUND)
         self.view.setMinimumSize(min_size, min_size)
@@ -112,6 +114,15 @@ class ImagePane(QWidget):
     def image(self) -> np.ndarray | None:
         """The array shown now (what was last passed to `set_image`)."""
         return self._image
+
+    def shown_rect(self) -> QRect:
+        """Where the image is drawn now, in this pane's pixels (clipped to its view; empty
+        without an image)."""
+        if self._image is None:
+            return QRect()
+        rect = self.view.mapFromScene(self.item.sceneBoundingRect()).boundingRect()
+        return rect.translated(self.view.mapTo(self, QPoint(0, 0))).intersected(
+            self.view.geometry())
 
     def qimage(self) -> QImage | None:
         """The shown image as a QImage (a copy), e.g. for the clipboard."""

@@ -4,8 +4,10 @@ Each group (canonical pose z_y1, viewpoint z_y2, content z_u) is a collapsible s
 dimensions are ordered by their KL divergence to the prior (the informative ones first); the
 near-zero-KL ("inactive") dimensions are folded away until "Show inactive" is ticked. Per group:
 reset to 0, randomise (from the source of Latent ▸ Sample from) and a lock. Every action calls
-the session; the sliders follow the session's latent (undo, random samples, walks, estimation)
-with their signals blocked so that syncing never feeds back into the session.
+the session; the sliders follow the session's latent (undo, random samples, walks, estimation,
+joint drags) with their signals blocked so that syncing never feeds back into the session, at
+display rate (app/coalesce.py: during a joint drag the latent changes faster than the eye needs
+48 sliders repainted, and each repaint holds up the GUI thread the drag needs).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QScrollArea,
                                QSizePolicy, QToolButton, QVBoxLayout, QWidget)
 from superqt import QCollapsible, QElidingLabel, QLabeledDoubleSlider
+
+from handlatent.app.coalesce import DISPLAY_INTERVAL_MS, Coalescer
 
 GROUP_TITLES = {"z_y1": "Canonical pose (z_y1)", "z_y2": "Viewpoint (z_y2)",
                 "z_u": "Content (z_u)"}
@@ -50,15 +54,21 @@ WHAT_WIDTH = 84         # the name of what a dimension moves (elided when longer
 SLIDER_MIN_WIDTH = 80   # the slider with its value label gives way to it in a narrow panel
 
 
+def shrinkable(label: QLabel) -> None:
+    """Let `label` be cut when the dock is narrow (it never sets the dock's minimum width)."""
+    label.setMinimumWidth(0)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+
 class DimSlider(QWidget):
     """One row: dimension number, what it moves ("index curls"; handlatent.dim_labels), a
-    labelled double slider (value shown) and its KL."""
+    labelled double slider (value shown) and its KL; `row` is its QHBoxLayout."""
 
     def __init__(self, index: int, part_index: int, kl: float, lo: float, hi: float,
                  what: str = "", what_detail: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.index = index
-        layout = QHBoxLayout(self)
+        self.row = layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
         self.name = QLabel(f"{part_index:>2d}")
@@ -125,13 +135,13 @@ class LatentGroup(QCollapsible):
         self.random_button.setToolTip(f"Draw {part} at random (Latent ▸ Sample from)")
         self.lock_box = QCheckBox("Lock")
         self.lock_box.setToolTip(f"Keep {part} fixed when sampling or walking")
-        self.count = QLabel()
+        self.count = QLabel(alignment=Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.count.setStyleSheet("color: palette(mid);")
+        shrinkable(self.count)
         tools.addWidget(self.reset_button)
         tools.addWidget(self.random_button)
         tools.addWidget(self.lock_box)
-        tools.addStretch(1)
-        tools.addWidget(self.count)
+        tools.addWidget(self.count, 1)
         column.addLayout(tools)
 
         kl = np.asarray(session.stats.kl_per_dim, dtype=float)
@@ -189,10 +199,12 @@ class LatentPanel(QWidget):
 
     showInactiveChanged = Signal(bool)
 
-    def __init__(self, session: Any, bridge: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, session: Any, bridge: Any, parent: QWidget | None = None, *,
+                 sync_interval_ms: int = DISPLAY_INTERVAL_MS) -> None:
         super().__init__(parent)
         self.session = session
         self.size = session.layout.total    # the latent size the sliders were made for
+        self.follower = Coalescer(self.sync, sync_interval_ms, self)
         self._editing = 0
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -200,14 +212,15 @@ class LatentPanel(QWidget):
 
         header = QHBoxLayout()
         header.setContentsMargins(6, 4, 6, 0)
-        self.show_inactive = QCheckBox("Show inactive dimensions")
+        self.show_inactive = QCheckBox("Show inactive")
         self.show_inactive.setToolTip("Dimensions whose KL to the prior is ≈ 0 carry no "
                                       "information; they are hidden by default")
         legend = QLabel("value · KL (nats)")
         legend.setStyleSheet("color: palette(mid);")
+        legend.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        shrinkable(legend)
         header.addWidget(self.show_inactive)
-        header.addStretch(1)
-        header.addWidget(legend)
+        header.addWidget(legend, 1)
         outer.addLayout(header)
 
         scroll = QScrollArea()
@@ -230,6 +243,9 @@ class LatentPanel(QWidget):
         scroll.setWidget(inner)
         outer.addWidget(scroll, 1)
         self.scroll = scroll
+        # never narrower than a row (no horizontal scrolling: value and KL would be cut off)
+        scroll.setMinimumWidth(inner.minimumSizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width())
 
         self.sliders: dict[int, DimSlider] = {}
         for group in self.groups.values():
@@ -237,7 +253,7 @@ class LatentPanel(QWidget):
         for i, row in self.sliders.items():
             self._connect(i, row)
         self.show_inactive.toggled.connect(self.set_show_inactive)
-        bridge.latentChanged.connect(self.sync)
+        bridge.latentChanged.connect(self.follower.push)
         bridge.locksChanged.connect(self.sync_locks)
         self.sync(session.latent)
         self.sync_locks()

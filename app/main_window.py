@@ -11,7 +11,7 @@ import gc
 import os
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (QAction, QCloseEvent, QGuiApplication,
                            QPixmap)
 from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QSplitter,
@@ -43,6 +43,8 @@ RECENT_KEY = "recentFiles"
 MAX_RECENT = 10
 DEFAULT_SIZE = (1400, 900)
 MESSAGE_MS = 8000
+CENTRE_MIN = 128   # the images' narrowest (the model's resolution): the docks fit at 1,400 px
+CENTRE_WEIGHTS = {"input": 0.3, "decoded": 0.34, "skeleton": 0.36}   # the centre's default split
 
 
 def freeze_startup_objects() -> None:
@@ -77,21 +79,23 @@ class MainWindow(ImageDropMixin, QMainWindow):
                             | QMainWindow.DockOption.AllowTabbedDocks)
 
         # Centre: [input image (after an estimate) | decoded image | 3D skeleton]
-        self.input_pane = ImagePane("Input image (estimate)", empty_text="")
+        self.input_pane = ImagePane("Input image (estimate)", empty_text="", min_size=CENTRE_MIN)
         self.input_pane.setVisible(False)
-        self.image_pane = ImagePane("Decoded image", empty_text="decoding…")
+        self.image_pane = ImagePane("Decoded image", empty_text="decoding…", min_size=CENTRE_MIN)
         self.skeleton = SkeletonView(self.bridge)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setChildrenCollapsible(False)
         for w in (self.input_pane, self.image_pane, self.skeleton):
             self.splitter.addWidget(w)
+        self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 1)
+        self._arranged = False
         self.setCentralWidget(self.splitter)
 
         self.latent_panel = LatentPanel(session, self.bridge)
         self.walk_panel = WalkPanel(session.walk, session.stats, self.bridge)
-        self.transfer_panel = TransferPanel(session.images, self.bridge)
+        self.transfer_panel = TransferPanel(session.images, self.bridge, self.current_image)
         self.latent_dock = self.add_dock("Latent z", "latent-dock", self.latent_panel,
                                       Qt.DockWidgetArea.LeftDockWidgetArea)
         self.walk_dock = self.add_dock("Latent walk", "walk-dock", self.walk_panel,
@@ -110,6 +114,7 @@ class MainWindow(ImageDropMixin, QMainWindow):
                                            self.measures_panel,
                                            Qt.DockWidgetArea.RightDockWidgetArea)
         self.measures_dock.hide()
+        self.atlas_dock.visibilityChanged.connect(self._atlas_shown)
         self.docks = [self.latent_dock, self.atlas_dock, self.measures_dock, self.walk_dock,
                       self.transfer_dock]
         self.viewpoint_mode = ViewpointMode(session, self.bridge, self.skeleton, self)
@@ -149,9 +154,9 @@ class MainWindow(ImageDropMixin, QMainWindow):
             panel.message.connect(self.show_message)
         self.sync_history()
         self.resize(*DEFAULT_SIZE)
-        self.resizeDocks([self.latent_dock], [430], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.latent_dock], [400], Qt.Orientation.Horizontal)
         self.resizeDocks([self.walk_dock], [200], Qt.Orientation.Vertical)
-        self.splitter.setSizes([0, 480, 480])
+        self.arrange_centre()
         session.refresh()   # the first frame: decoded on the worker, shown when it arrives
 
     def add_dock(self, title: str, name: str, widget: QWidget,
@@ -235,8 +240,53 @@ class MainWindow(ImageDropMixin, QMainWindow):
         self.input_pane.title.setText(f"Input image · {loaded.label}")
         if not self.input_pane.isVisible():
             self.input_pane.setVisible(True)
-            total = sum(self.splitter.sizes())
-            self.splitter.setSizes([total // 3, total // 3, total - 2 * (total // 3)])
+            self.arrange_centre()
+
+    def current_image(self) -> tuple[Any, str] | None:
+        """The image on screen and its name: the loaded input image (its file, else its
+        pixels), else the decoded image; None before the first frame."""
+        loaded = self.session.images.get("estimate")
+        if loaded is not None:
+            if loaded.path is not None and loaded.path.is_file():
+                return str(loaded.path), loaded.label
+            return loaded.model_input, f"the input image ({loaded.label})"
+        if self.last_frame is not None:
+            return self.last_frame.image, "the decoded image"
+        return None
+
+    def arrange_centre(self) -> None:
+        """The centre's default split: the decoded images (the model's product) at least as
+        large as the input image, the 3D view beside them; the user may drag the handles."""
+        splitter = self.splitter
+        total = max(sum(splitter.sizes()), splitter.width())
+        role = {id(self.input_pane): "input", id(self.skeleton): "skeleton"}
+        widgets = [splitter.widget(i) for i in range(splitter.count())]
+        weights = [0.0 if w.isHidden() else CENTRE_WEIGHTS[role.get(id(w), "decoded")]
+                   for w in widgets]
+        scale = total / max(sum(weights), 1e-9)
+        sizes = [weight * scale for weight in weights]
+        floors = [w.minimumSizeHint().width() if weight else 0.0
+                  for w, weight in zip(widgets, weights)]
+        short = sum(max(0.0, f - x) for f, x in zip(floors, sizes))
+        spare = sum(max(0.0, x - f) for f, x in zip(floors, sizes))
+        # widgets below their minimum get it, the others give way in proportion to their spare
+        sizes = [f if x <= f else x - short * (x - f) / max(spare, 1e-9)
+                 for f, x in zip(floors, sizes)]
+        splitter.setSizes([int(x) for x in sizes])
+
+    def _atlas_shown(self, visible: bool) -> None:
+        """The atlas takes its width from the sliders' dock (down to where a row still shows
+        its value and KL), not from the images."""
+        if visible and not self.atlas_dock.isFloating():
+            self.resizeDocks([self.latent_dock, self.atlas_dock],
+                             [self.latent_panel.minimumSizeHint().width(),
+                              self.atlas_panel.minimumWidth()], Qt.Orientation.Horizontal)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if not self._arranged:       # once the window is laid out: share out the centre
+            self._arranged = True
+            QTimer.singleShot(0, self.arrange_centre)
 
     def _sync_mode_action(self, mode: str) -> None:
         a = self.actions_by_name["canonical"]

@@ -88,6 +88,7 @@ class ModelControl(QObject):
         self.window = window
         self.loader = ModelLoader(window.session, self)
         self.watcher: RunWatcher | None = None
+        self.follow_from_image = True   # following: the latent from each model's image encoding
         self.compare_view = CompareView(window)
         self.curves = CurvesPanel()
         self.curves_dock = window.add_dock("Validation curves", "curves-dock", self.curves,
@@ -172,6 +173,7 @@ class ModelControl(QObject):
             return False
         if shown is not None:
             watcher.follower.already_open(Path(shown))
+        watcher.from_image = self.follow_from_image
         self.watcher = watcher
         watcher.status.connect(self._run_status)
         watcher.message.connect(self.window.show_message)
@@ -182,6 +184,18 @@ class ModelControl(QObject):
         self.run_label.setVisible(True)
         watcher.poll()
         return True
+
+    def set_follow_from_image(self, on: bool) -> None:
+        """Following a run, each new checkpoint sets the latent from its encoding of the loaded
+        image (`on`, the default) or keeps the latent (File ▸ Follow: latent from the image)."""
+        self.follow_from_image = bool(on)
+        if self.watcher is not None:
+            self.watcher.from_image = self.follow_from_image
+            self.watcher.poll()                  # says the new choice in the run's status
+        self.window.show_message(
+            "Following: each new checkpoint re-encodes the loaded image and sets the latent "
+            "from it" if on else
+            "Following: the latent is kept; each new checkpoint decodes it with newer weights")
 
     def _run_status(self, text: str) -> None:
         self.run_label.setText(text)

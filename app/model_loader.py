@@ -41,8 +41,8 @@ class ModelLoader(QObject):
         super().__init__(parent)
         self.session = session
         self.job: Job | None = None
-        self._running: tuple[str, str] | None = None
-        self._waiting: tuple[str, str] | None = None
+        self._running: tuple[str, str, bool] | None = None
+        self._waiting: tuple[str, str, bool] | None = None
         self._images: dict = {}
         self.apply_ms: list[float] = []     # GUI-thread time of each switch applied
 
@@ -51,18 +51,20 @@ class ModelLoader(QObject):
         """Whether a load runs."""
         return self._running is not None
 
-    def load(self, path: str | Path, purpose: str = "open") -> None:
-        """Open `path` as the session's model ("open") or as the compared model ("compare")."""
+    def load(self, path: str | Path, purpose: str = "open", from_image: bool = False) -> None:
+        """Open `path` as the session's model ("open") or as the compared model ("compare");
+        `from_image`: set the latent from the new model's encoding of the loaded image
+        (`prepare_switch`), rather than keep it."""
         if purpose not in PURPOSES:
             raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
-        request = (str(path), purpose)
+        request = (str(path), purpose, bool(from_image))
         if self._running is not None:
             self._waiting = request
             return
         self._start(request)
 
-    def _start(self, request: tuple[str, str]) -> None:
-        path, purpose = request
+    def _start(self, request: tuple[str, str, bool]) -> None:
+        path, purpose, from_image = request
         device = self.session.device
         latent, layout = self.session.latent, self.session.layout
         self._images = images = dict(self.session.images)
@@ -72,7 +74,8 @@ class ModelLoader(QObject):
             opened = open_model(path, device)
             if purpose == "compare":
                 return opened
-            return prepare_switch(opened, latent, layout, images, examples)
+            return prepare_switch(opened, latent, layout, images, examples,
+                                  from_image=from_image)
 
         self._running = request
         self.job = Job(work, self)
@@ -82,15 +85,15 @@ class ModelLoader(QObject):
         self.job.start()
 
     def _finished(self, result: OpenedModel | ModelSwitch) -> None:
-        path, purpose = self._running
+        path, purpose, _ = self._running
         if self._waiting is not None:       # a newer request supersedes this result
             self._done(path, None)
             return
         now = dict(self.session.images)
         if purpose == "open" and (now.keys() != self._images.keys()
                                   or any(now[k] is not v for k, v in self._images.items())):
-            self._running = None            # images changed during the load: prepare again
-            self._start((path, purpose))
+            request, self._running = self._running, None  # images changed: prepare again
+            self._start(request)
             return
         message = None
         start = time.perf_counter()
@@ -100,7 +103,8 @@ class ModelLoader(QObject):
             except ValueError as error:
                 message = str(error)
         else:
-            if result.same_layout and result.opened.layout == self.session.layout:
+            if result.same_layout and not result.from_image \
+                    and result.opened.layout == self.session.layout:
                 # the latent as it is now: the user may have moved on during the load
                 result = dataclasses.replace(result, latent=self.session.latent)
             self.session.switch_model(result)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QImage, QMouseEvent, QPainter
-from PySide6.QtWidgets import (QButtonGroup, QHBoxLayout, QLabel, QRadioButton, QToolButton,
+from PySide6.QtWidgets import (QButtonGroup, QHBoxLayout, QLabel, QRadioButton, QSizePolicy, QToolButton,
                                QVBoxLayout, QWidget)
 from vispy import app as vispy_app
 from vispy import scene
@@ -27,14 +27,15 @@ from vispy.visuals.transforms import STTransform
 
 from handlatent.explorer.drag import DRAG_MODES, DRAGGABLE_JOINTS
 from handlatent.explorer.viewpoint import CAMERA_TO_DISPLAY
-from handlatent.skeleton import BONE_COLORS, BONES, FINGER_COLORS, FINGER_OF_KEYPOINT
+from handlatent.app.coalesce import Coalescer
+from handlatent.skeleton import BONE_COLORS, BONES, FINGER_COLORS, FINGER_OF_KEYPOINT, FINGERS
 
 BACKGROUND = "#1b1d22"
 GRID_COLOR = (0.55, 0.58, 0.65, 0.35)
 ROOT_COLOR = (0.92, 0.92, 0.92)
 COMPARED_COLOR = (1.0, 0.55, 0.1, 0.95)   # the compared model's skeleton (overlay), orange
 MODES = ("xyz", "cpose")
-MODE_LABELS = {"xyz": "3D pose", "cpose": "Canonical pose"}
+MODE_LABELS = {"xyz": "3D pose", "cpose": "Canonical"}
 HOME_ANGLES = (0.0, 15.0)   # (azimuth, elevation) of "Reset view": a little from above
 
 _vispy_ready = False
@@ -84,6 +85,23 @@ def ensure_vispy_backend() -> None:
     if not _vispy_ready:
         vispy_app.use_app("pyside6")
         _vispy_ready = True
+
+
+def finger_hex(finger: int) -> str:
+    """"#rrggbb" of finger `finger` (0 thumb … 4 little), as its bones are drawn."""
+    return "#" + "".join(f"{round(255 * c):02x}" for c in FINGER_COLORS[finger])
+
+
+def finger_legend() -> QLabel:
+    """One line under the 3D view naming the fingers in their colours ("● thumb ● index …")."""
+    entries = [f'<span style="color:{finger_hex(f)}; font-size:15px;">●</span>&nbsp;{name}'
+               for f, name in enumerate(FINGERS)]
+    label = QLabel("&nbsp;&nbsp;&nbsp;".join(entries))
+    label.setObjectName("finger-legend")
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setStyleSheet(f"background: {BACKGROUND}; color: #c8ccd2; padding: 2px 6px;")
+    label.setToolTip("Bone and joint colours of the skeleton; the palm root is white")
+    return label
 
 
 def joint_colors() -> np.ndarray:
@@ -226,8 +244,9 @@ class SkeletonView(QWidget):
         bar.setContentsMargins(4, 0, 4, 0)
         label = QLabel(title)
         label.setStyleSheet("font-weight: 600; padding: 2px 0px;")
-        bar.addWidget(label)
-        bar.addStretch(1)
+        label.setMinimumWidth(0)     # the title gives way first when the view is narrow
+        label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        bar.addWidget(label, 1)          # the title takes the room the buttons leave
         self.mode_buttons = QButtonGroup(self)
         for mode in MODES:
             button = QRadioButton(MODE_LABELS[mode])
@@ -284,6 +303,8 @@ class SkeletonView(QWidget):
             self.surface = self.canvas.native
             self.canvas.events.draw.connect(lambda _event: self._on_drawn())
         layout.addWidget(self.surface, 1)
+        self.legend = finger_legend()
+        layout.addWidget(self.legend)
         self.surface.installEventFilter(self)   # joint drags, before the camera sees the mouse
         self.reset_camera()
         if bridge is not None:
@@ -524,15 +545,19 @@ class OffscreenSurface(QWidget):
         self._just_rendered = False
         self._stopped = False
         self._rendering = False
-        # Every vispy update request (visual data changed, camera moved) schedules one render.
+        # Every vispy update request (visual data changed, camera moved) schedules one render,
+        # at display rate: a software rasteriser takes ~8 ms of the GUI thread per render, and
+        # frames arrive faster than that during a joint drag.
+        self.repaints = Coalescer(lambda _: self.update(), parent=self)
         canvas.update_hook = self.schedule
 
     def schedule(self) -> None:
-        """vispy wants a redraw: repaint this widget (Qt coalesces), which renders the scene.
-        Requests made while the scene is being drawn are for that drawing: ignored."""
+        """vispy wants a redraw: repaint this widget (at most DISPLAY_INTERVAL_MS apart), which
+        renders the scene. Requests made while the scene is being drawn are for that drawing:
+        ignored."""
         if not self._stopped and not self._rendering:
             self._dirty = True
-            self.update()
+            self.repaints.push(None)
 
     def stop(self) -> None:
         self._stopped = True

@@ -3,7 +3,10 @@
 A view of the session's image slots (`session.images`, handlatent.explorer.slots.ImageSlots):
 loading goes through `images.load(path, "pose" | "content")`; the result is `images.transfer()`
 (z_y1, z_y2 of the pose image with z_u of the content image), saved with
-`images.save_transfer`. Image files can be dropped onto the pose or content column.
+`images.save_transfer`. Image files can be dropped onto the pose or content column. Beside
+each of the two slots: "Open…" (a file dialog, on the bundled examples the first time), "Current"
+(the image on screen: the loaded input image, else the decoded one) and "Example" (a menu of
+the bundled example hands).
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QHBoxLayout, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QHBoxLayout, QMenu, QPushButton, QSizePolicy, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from handlatent.app import dialogs
 from handlatent.app.image_pane import ImagePane
 from handlatent.explorer.figures import draw_skeleton
+from handlatent.explorer.images import ImageSource
+from handlatent.resources import example_images
 
 SKELETON_PX = 192
 
@@ -72,8 +78,11 @@ class TransferColumn(ImageDropMixin, QWidget):
         panes.addWidget(self.image, 1)
         panes.addWidget(self.skeleton, 1)
         column.addLayout(panes, 1)
+        self.buttons = QHBoxLayout()
+        self.buttons.setSpacing(4)
         self.button = QPushButton()
-        column.addWidget(self.button)
+        self.buttons.addWidget(self.button, 1)
+        column.addLayout(self.buttons)
 
     def display(self, image: np.ndarray | None, xyz: np.ndarray | None) -> None:
         self.image.set_image(image)
@@ -88,16 +97,22 @@ class TransferPanel(QWidget):
 
     message = Signal(str)
 
-    def __init__(self, images: Any, bridge: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, images: Any, bridge: Any,
+                 current_image: Callable[[], tuple[ImageSource, str] | None] = lambda: None,
+                 parent: QWidget | None = None) -> None:
+        """`current_image()`: the image on screen and its name, or None (nothing to use)."""
         super().__init__(parent)
         self.images = images
         row = QHBoxLayout(self)
         row.setContentsMargins(6, 6, 6, 6)
         row.setSpacing(12)
+        self.current_image = current_image
         self.pose = TransferColumn("Pose image (z_y1, z_y2)", True)
-        self.pose.button.setText("Load pose image…")
         self.content = TransferColumn("Content image (z_u)", True)
-        self.content.button.setText("Load content image…")
+        self.use_current: dict[str, QPushButton] = {}
+        self.use_example: dict[str, QToolButton] = {}
+        for slot, col in (("pose", self.pose), ("content", self.content)):
+            self._add_sources(slot, col)
         self.result = TransferColumn("Result", False)
         self.result.button.setText("Save result…")
         self.result.button.setEnabled(False)
@@ -116,19 +131,50 @@ class TransferPanel(QWidget):
         bridge.transferChanged.connect(self.sync)
         self.sync()
 
+    def _add_sources(self, slot: str, col: TransferColumn) -> None:
+        """The slot's buttons: Open… (file dialog), Current (the image on screen), Example ▾."""
+        col.button.setText("Open…")
+        col.button.setToolTip(f"Load the {slot} image from a file")
+        current = QPushButton("Current")
+        current.setToolTip(f"Use the image on screen as the {slot} image: the loaded input "
+                           "image, else the decoded image")
+        current.clicked.connect(lambda: self.load_current(slot))
+        example = QToolButton(text="Example")
+        example.setToolTip(f"Use a bundled example hand as the {slot} image")
+        example.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(example)
+        for path in example_images():
+            menu.addAction(path.stem, lambda p=str(path): self.load(slot, p))
+        if menu.isEmpty():
+            example.setEnabled(False)
+        example.setMenu(menu)
+        col.buttons.addWidget(current, 1)
+        col.buttons.addWidget(example, 1)
+        self.use_current[slot], self.use_example[slot] = current, example
+
     def load_dialog(self, slot: str) -> None:
         path = dialogs.open_image_path(self, f"Load {slot} image")
         if path:
             self.load(slot, path)
 
-    def load(self, slot: str, path: str) -> bool:
-        """Load `path` into `slot` and transfer when both images are there; False if refused."""
+    def load_current(self, slot: str) -> bool:
+        """Load the image on screen into `slot` (False, with a message, if there is none)."""
+        current = self.current_image()
+        if current is None:
+            self.message.emit("No image on screen yet")
+            return False
+        source, name = current
+        return self.load(slot, source, name)
+
+    def load(self, slot: str, source: ImageSource, name: str | None = None) -> bool:
+        """Load `source` (a path or an image array called `name`) into `slot` and transfer when
+        both images are there; False if refused."""
         try:
-            self.images.load(path, slot)
+            self.images.load(source, slot)
         except ValueError as error:   # ImageError: one line, the session is unchanged
             self.message.emit(str(error))
             return False
-        self.message.emit(f"{slot.capitalize()} image: {os.path.basename(path)}")
+        self.message.emit(f"{slot.capitalize()} image: {name or os.path.basename(source)}")
         self.run_transfer()
         return True
 

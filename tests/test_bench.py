@@ -68,3 +68,26 @@ def test_cli_writes_json_and_rejects_unknown_sections(tmp_path, capsys) -> None:
         main(["nonsense"])
     assert exc.value.code == 2
     assert "unknown section 'nonsense'" in capsys.readouterr().err
+
+
+def test_stand_in_decoder_keeps_the_output_and_refuses_a_faster_one() -> None:
+    from handlatent.bench.standin import slow_decoder
+    from handlatent.model import ModelConfig, build_model
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(image_size=64)).eval()
+    z = torch.randn(3, model.layout.total)
+    with torch.inference_mode():
+        before = model.decode(z)["image"]
+    with pytest.raises(ValueError, match="must be slower than the model's own decode"):
+        slow_decoder(model, 1e-6)
+    calibrated = slow_decoder(model, 1000.0)
+    assert calibrated["factor"] > 1 and calibrated["own_decode_ms"] > 0
+    with torch.inference_mode():
+        torch.testing.assert_close(model.decode(z)["image"], before)
+
+
+def test_gui_section_uses_the_guis_thread_default() -> None:
+    from handlatent.bench.cli import _threads_for
+    from handlatent.threads import GUI_THREADS
+    assert _threads_for("gui", None) == GUI_THREADS == 1
+    assert _threads_for("model", None) >= 1 and _threads_for("gui", 2) == 2

@@ -515,11 +515,11 @@ def test_latent_atlas_shows_strips_sets_values_and_refreshes_when_still(qtbot, w
     assert list(grid.labels) == session.stats.atlas_dims()
     assert 5 not in grid.labels                                            # 5 is inactive
     assert all(grid.is_fresh(d) for d in grid.labels)
-    np.testing.assert_allclose(grid.values, np.linspace(-2, 2, 7), atol=1e-6)
+    np.testing.assert_allclose(grid.values, np.linspace(-2, 2, 5), atol=1e-6)   # the default
     dim = session.stats.atlas_dims()[0]
     qtbot.wait(50)
-    cells = [_grab(grid, grid.cell_rect(dim, k)) for k in range(7)]
-    for a, b in ((0, 1), (1, 2), (4, 5), (5, 6)):      # column 3 (z = 0) carries the mark
+    cells = [_grab(grid, grid.cell_rect(dim, k)) for k in range(5)]
+    for a, b in ((0, 1), (3, 4)):                      # column 2 (z = 0) carries the mark
         assert not np.array_equal(cells[a], cells[b]), f"columns {a} and {b} look the same"
     # each thumbnail is the decoding of the latent with that one value changed
     z = session.latent
@@ -534,7 +534,7 @@ def test_latent_atlas_shows_strips_sets_values_and_refreshes_when_still(qtbot, w
     qtbot.mouseClick(grid, Qt.MouseButton.LeftButton, pos=grid.cell_rect(dim, 0).center())
     assert session.latent[dim] == pytest.approx(-2.0)
     np.testing.assert_array_equal(np.delete(session.latent, dim), np.delete(z0, dim))
-    assert not grid.is_fresh(dim)                        # drawn dimmed until the refresh
+    qtbot.waitUntil(lambda: not grid.is_fresh(dim), timeout=1000)   # dimmed until refreshed
     qtbot.waitUntil(lambda: panel.refresh_count == 2, timeout=60000)
     np.testing.assert_array_equal(grid.made_for[dim], session.latent)
     window.undo()                                        # the click was one undo step
@@ -653,5 +653,7 @@ def test_atlas_benchmark_times_refreshes(qtbot):
     from handlatent.app.bench import run_atlas_bench
     torch.manual_seed(0)
     result = run_atlas_bench(build_model(ModelConfig(image_size=64)), n=2)
-    assert result["atlas_refreshes"] == 2 and result["atlas_thumbnails"] == 64 * 7
+    assert result["atlas_refreshes"] == 2 and result["atlas_thumbnails"] == 64 * 5
     assert 0 < result["atlas_on_screen_median_ms"] <= result["atlas_refresh_median_ms"]
+    wide = run_atlas_bench(build_model(ModelConfig(image_size=64)), n=1, columns=7)
+    assert wide["atlas_refreshes"] == 1 and wide["atlas_thumbnails"] == 64 * 7

@@ -22,6 +22,7 @@ from gui_helpers import shown_window  # noqa: E402
 
 from handlatent.checkpoint import save_checkpoint  # noqa: E402
 from handlatent.explorer import Session  # noqa: E402
+from handlatent.explorer.stats import images_to_tensor  # noqa: E402
 from handlatent.model import ModelConfig, build_model  # noqa: E402
 
 TIMEOUT_MS = 30000
@@ -240,3 +241,39 @@ def test_curves_dock_plots_negative_losses_on_a_linear_scale(qtbot):
     assert not panel.log_scale
     assert panel.curves["total"].getOriginalDataset()[1].tolist() == [-2.18e4, -2.5e4]
     assert "total -2.5e+04" in panel.label.text()
+
+
+def test_follow_sets_the_latent_from_the_image_or_keeps_it(qtbot, window, tmp_path):
+    """Following with an image loaded: each new checkpoint re-encodes it and the latent is the
+    new model's encoding (the default), or, with the option off, the latent is kept; the
+    status says which."""
+    run = tmp_path / "runs" / "fake"
+    run.mkdir(parents=True)
+    session = window.session
+    assert window.open_image(str(hand(tmp_path / "h.png", 3)))
+    assert window.models.follow_run(str(run))
+    session.set_value(1, -1.0)                 # the user moves away from the encoding
+    write_model(run / "last.pt", A, 7, step=100)
+    qtbot.waitUntil(lambda: session.name == "fake/last", timeout=TIMEOUT_MS)
+    encoded = session.images.get("estimate").z
+    np.testing.assert_array_equal(session.latent, encoded)
+    with torch.inference_mode():               # the new model's own reading of the image
+        mu, _ = session.model.encode_image(
+            images_to_tensor(session.images.get("estimate").model_input[None]))
+    np.testing.assert_allclose(encoded, mu[0].numpy(), atol=1e-4)
+    assert "the latent is its encoding of h.png" in window.statusBar().currentMessage()
+    assert "the image re-encoded per checkpoint" in window.models.run_label.text()
+    qtbot.waitUntil(lambda: shown_latent(window) is not None
+                    and np.array_equal(shown_latent(window), encoded), timeout=TIMEOUT_MS)
+    # the option off: the next checkpoint keeps the latent the user set
+    window.actions_by_name["follow_from_image"].setChecked(False)
+    assert "latent kept across checkpoints" in window.models.run_label.text()
+    session.set_value(1, 1.5)
+    z = session.latent
+    model_before = session.model
+    time.sleep(0.02)
+    write_model(run / "last.pt", A, 8, step=200)
+    qtbot.waitUntil(lambda: session.model is not model_before, timeout=TIMEOUT_MS)
+    np.testing.assert_array_equal(session.latent, z)
+    assert "kept the latent" in window.statusBar().currentMessage()
+    assert not np.array_equal(session.images.get("estimate").z, encoded)   # re-encoded anyway

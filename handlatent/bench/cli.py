@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from handlatent.bench.timing import machine
+from handlatent.threads import GUI_THREADS, configure_gui_threads
 
 SECTIONS = ("synth", "model", "train", "gui")
 
@@ -26,20 +27,15 @@ def _run_section(name: str, args: argparse.Namespace) -> object:
     if name == "train":
         from handlatent.bench.train import bench_train
         return bench_train(steps=args.train_steps, device=args.device)
-    from handlatent.app.bench import run_atlas_bench, run_drag_bench, run_gui_bench
-    from handlatent.app.bench_reload import run_reload_bench
+    from handlatent.app.bench import gui_section
     from handlatent.checkpoint import bundled_model
-    checkpoint = args.checkpoint or bundled_model()
-    rows = run_gui_bench(checkpoint, n=200, rate_hz=60, device=args.device)
-    rows.update(run_atlas_bench(checkpoint, device=args.device))
-    rows.update(run_drag_bench(checkpoint, device=args.device))
-    compared = run_gui_bench(checkpoint, n=200, rate_hz=60, device=args.device,
-                             compare=args.compare or checkpoint)
-    rows.update({f"compare_{k}": v for k, v in compared.items()
-                 if k in ("compared_with", "fps", "latency_median_ms", "latency_p95_ms",
-                          "max_stall_ms", "meets_targets")})
-    rows.update(run_reload_bench(checkpoint, device=args.device))
-    return rows
+    return gui_section(args.checkpoint or bundled_model(), device=args.device,
+                       compare=args.compare, decode_ms=args.decode_ms)
+
+
+def _threads_for(section: str, threads: int | None) -> int:
+    """--threads, else the section's default: handlatent-gui's for gui, all cores otherwise."""
+    return threads or (GUI_THREADS if section == "gui" else os.cpu_count() or 1)
 
 
 def _table(name: str, rows: object) -> str:
@@ -69,25 +65,33 @@ def main(argv: list[str] | None = None) -> int:
                              "display, e.g. xvfb-run)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] for model and train")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: all cores; for gui, handlatent-gui's "
+                             f"default, {GUI_THREADS})")
     parser.add_argument("--repeats", type=int, default=200, help="timed decode calls per size")
     parser.add_argument("--synth-count", type=int, default=2048, help="images per synth run")
     parser.add_argument("--train-steps", type=int, default=40, help="steps per training run")
     parser.add_argument("--checkpoint", default=None,
                         help="model for the gui section (default: the bundled model)")
+    parser.add_argument("--decode-ms", type=float, default=None, metavar="MS",
+                        help="gui: a stand-in decoder of MS ms per decode (the model's own, "
+                             "stretched by extra computation) instead of the model's own")
     parser.add_argument("--compare", default=None, metavar="B.pt",
                         help="gui: the model compared in the compare run (default: the "
                              "--checkpoint model again; same latent layout)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section {unknown[0]!r} (choose from {', '.join(SECTIONS)})")
     sections = args.sections or list(SECTIONS[:3])
+    torch.set_num_threads(_threads_for(sections[0], args.threads))
     result: dict[str, object] = {"machine": machine()}
     print(f"machine: {result['machine']}")
     for name in sections:
+        if name == "gui":
+            configure_gui_threads(_threads_for(name, args.threads))   # as handlatent-gui does
+        else:
+            torch.set_num_threads(_threads_for(name, args.threads))
         try:
             result[name] = _run_section(name, args)
         except (OSError, ValueError, RuntimeError) as exc:

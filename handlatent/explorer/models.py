@@ -86,8 +86,9 @@ class ModelSwitch:
     images: dict[str, LoadedImage]     # the session's loaded images, re-encoded
     dim_labels: DimLabels              # what each dimension moves: stored, else computed
     latent: np.ndarray                 # the latent to continue from
-    same_layout: bool                  # the latent was kept (same layout as before)
+    same_layout: bool                  # the new model has the latent layout of the last one
     summary: str                       # one line for the status bar: what was kept
+    from_image: bool = False           # the latent is the new model's encoding of an image
 
     @property
     def model(self) -> DVAE:
@@ -121,13 +122,16 @@ def _count(n: int, what: str) -> str:
 
 def prepare_switch(opened: OpenedModel, latent: np.ndarray, layout: LatentLayout,
                    images: Mapping[str, LoadedImage],
-                   examples: Sequence[str | os.PathLike] = ()) -> ModelSwitch:
+                   examples: Sequence[str | os.PathLike] = (), *,
+                   from_image: bool = False) -> ModelSwitch:
     """The switch of a session (now at `latent` under `layout`, holding `images`) to `opened`.
 
     Safe on any thread: it reads only its arguments (take them on the driving thread) and runs
-    only the new model. The latent is kept when the layouts agree; otherwise the new model
-    starts from its encoding of the "estimate" image (else the first loaded one, else the first
-    of `examples`, else z = 0). Images that cannot be read again are dropped (and said so).
+    only the new model. The latent is kept when the layouts agree, unless `from_image` and an
+    "estimate" image is loaded: then it is the new model's encoding of that image (its reading
+    of the image, as when following a run). When the layouts differ the new model starts from
+    its encoding of the "estimate" image (else the first loaded one, else the first of
+    `examples`, else z = 0). Images that cannot be read again are dropped (and said so).
     """
     runner = ModelRunner(opened.model, opened.model.image_mean.device)
     stats = LatentStats(runner, opened.layout, opened.latent_stats)
@@ -145,7 +149,12 @@ def prepare_switch(opened: OpenedModel, latent: np.ndarray, layout: LatentLayout
     if lost:
         done += f"; dropped {', '.join(lost)} (cannot read it again)"
     same = opened.layout == layout
-    if same:
+    estimate = kept.get("estimate")
+    if same and from_image and estimate is not None:
+        z = estimate.z.copy()
+        summary = (f"Opened {where}: the latent is its encoding of {estimate.label}"
+                   f"{done}")
+    elif same:
         z = np.asarray(latent, dtype=np.float32).copy()
         summary = f"Opened {where}: kept the latent{done}"
     else:
@@ -163,4 +172,5 @@ def prepare_switch(opened: OpenedModel, latent: np.ndarray, layout: LatentLayout
                    f"from {start}{done}")
     return ModelSwitch(opened=opened, stats=stats, images=kept, dim_labels=labels,
                        latent=np.asarray(z, dtype=np.float32), same_layout=same,
-                       summary=summary)
+                       summary=summary,
+                       from_image=bool(same and from_image and estimate is not None))

@@ -91,9 +91,13 @@ class ModelRunner:
             return mu[0].float().cpu().numpy()
 
     def drag(self, drag: Drag, z: np.ndarray, target: np.ndarray) -> DragUpdate:
-        """One update of a joint drag from latent z towards `target` (handlatent.explorer.drag)."""
+        """One update of a joint drag from latent z towards `target` (handlatent.explorer.drag).
+
+        It runs the pose decoders only and changes no state of the model, so it does not wait
+        for an image decode to finish (the lock only guards the choice of model)."""
         with self._lock:
-            return drag.update(self.model, z, target)
+            model = self.model
+        return drag.update(model, z, target)
 
     def atlas(self, z: np.ndarray, dims: Iterable[int], values: np.ndarray, request_id: int,
               cancelled: Callable[[], bool]) -> Iterator[AtlasRows]:

@@ -53,6 +53,8 @@ log = logging.getLogger("handlatent.explorer")
 EVENTS = ("latent_changed", "decoded", "history_changed", "locks_changed", "dragged", "error",
           "pending", "model_changed")
 DRAG_WAIT_S = 5.0   # longest wait for one drag update as a drag ends
+DECODE_SPACING_S = 1 / 60   # decodes start at most 60 times a second (a display's rate): a
+#   joint drag or a fast slider asks for more, and every frame decoded costs the GUI a paint
 
 
 def _close_at_exit(session_ref: weakref.ref) -> None:
@@ -95,8 +97,11 @@ class Session:
         self._ids_lock = threading.Lock()
         self._drag: Drag | None = None
         self._pending: deque[Callable[[], None]] = deque()   # results for the driving thread
-        self._decoder = (DecodeWorker if asynchronous else InlineWorker)(
-            self.runner.decode_if_fits, self._on_decoded, self._report_error)
+        self._decoder = (DecodeWorker(self.runner.decode_if_fits, self._on_decoded,
+                                      self._report_error, spacing_s=DECODE_SPACING_S)
+                         if asynchronous else
+                         InlineWorker(self.runner.decode_if_fits, self._on_decoded,
+                                      self._report_error))
         self._dragger = (NewestWorker if asynchronous else InlineWorker)(
             self._drag_job, None, self._report_error, name="handlatent-drag", what="drag")
         # A script may end without close(): its workers are stopped at interpreter exit.
