@@ -1,6 +1,8 @@
 """Training curves (training/curves.py): the stage-progress figure from a table, one-line
 errors."""
 
+import json
+
 from PIL import Image
 
 from handlatent.training.curves import TEST_ROWS, main
@@ -31,3 +33,16 @@ def test_progress_refuses_a_missing_table_or_column_in_one_line(tmp_path, capsys
     assert err.count("\n") == 1 and "missing columns" in err and "viewpoint_deg" in err
     assert not (tmp_path / "o.png").exists()
     assert main([]) == 2
+
+
+def test_decoder_stage_runs_get_their_own_panels(tmp_path):
+    from handlatent.training.curves import DECODER_PANELS, PANELS, panels_of, plot_curves
+
+    run = tmp_path / "stage"
+    run.mkdir()
+    lines = [{"split": "train", "step": s, "image": 2000.0 - s, "l1": 0.2, "ssim": 0.5,
+              "uv": 0.06, "side_error": 0.15, "lr": 1e-4} for s in (20, 40)]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    assert panels_of(lines) is DECODER_PANELS
+    assert panels_of([{"split": "train", "step": 1, "emb/image": 1.0}]) is PANELS
+    assert plot_curves(run, tmp_path / "c.png").stat().st_size > 10_000

@@ -26,6 +26,11 @@ PANELS = (("emb/image", "image (sum of squared errors)"), ("emb/xyz", "3D pose (
           ("emb/cpose", "CPose (bone units²)"), ("emb/viewpoint", "viewpoint (Frobenius²)"),
           ("emb/kl_z_y1", "KL z_y1 (nats)"), ("emb/kl_z_y2", "KL z_y2 (nats)"),
           ("emb/kl_z_u", "KL z_u (nats)"), ("lr", "learning rate"))
+# A decoder-stage run (training/decoder_stage.py) logs the image decoder's own terms instead.
+DECODER_PANELS = (("image", "image (sum of squared errors)"), ("l1", "L1, hand-weighted"),
+                  ("ssim", "1 - SSIM"), ("ffl", "focal frequency"),
+                  ("perceptual", "random-CNN perceptual"), ("uv", "crop head: keypoints²"),
+                  ("side_error", "crop head: wrong side"), ("lr", "learning rate"))
 # column, title, issue 13's target
 TEST_ROWS = (("hand_psnr_db", "PSNR inside the hand (dB)", 25.0),
              ("image_psnr_db", "PSNR, whole image (dB)", 22.0),
@@ -45,11 +50,18 @@ def read_metrics(run: Path) -> list[dict]:
         raise ValueError(f"{path}: line {exc.lineno}: not JSON") from None
 
 
+def panels_of(lines: list[dict]) -> tuple[tuple[str, str], ...]:
+    """The panels (metric key, title) for a run's metrics: a whole-model run's embedding-step
+    terms, or a decoder-stage run's image terms (it logs no "emb/image")."""
+    return PANELS if any("emb/image" in d for d in lines) else DECODER_PANELS
+
+
 def plot_curves(run: Path, out: Path) -> Path:
     """Draw the train (thin) and validation (dots) curves of `run` into `out`."""
     lines = read_metrics(run)
+    panels = panels_of(lines)
     fig, axes = plt.subplots(2, 4, figsize=(16, 7), constrained_layout=True)
-    for ax, (key, title) in zip(axes.flat, PANELS):
+    for ax, (key, title) in zip(axes.flat, panels):
         for split, style in (("train", {"lw": 1}), ("val", {"marker": "o", "lw": 2})):
             points = [(d["step"], d[key]) for d in lines
                       if d.get("split", "train") == split and key in d]
@@ -61,7 +73,8 @@ def plot_curves(run: Path, out: Path) -> Path:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"{run.resolve().name}: embedding-step terms (image encoder alone)")
+    fig.suptitle(f"{run.resolve().name}: " + ("decoder-stage terms" if panels is DECODER_PANELS
+                                               else "embedding-step terms (image encoder alone)"))
     return _save(fig, out)
 
 
