@@ -51,12 +51,7 @@ class MeasuresPanel(QWidget):
         outer.setContentsMargins(6, 4, 6, 4)
         outer.setSpacing(4)
 
-        angles = QGroupBox("Flexion and spread (degrees)")
-        grid = QGridLayout(angles)
-        grid.setHorizontalSpacing(10)
-        grid.setVerticalSpacing(1)
-        for c, head in enumerate(ANGLE_HEADERS):
-            grid.addWidget(self._header(head), 0, c + 1)
+        angles, grid = self._table("Flexion and spread (degrees)", ANGLE_HEADERS)
         self.angle_cells: list[list[QLabel]] = []
         for f, finger in enumerate(FINGERS):
             name = "thumb (CMC·MCP·IP)" if f == 0 else finger
@@ -72,12 +67,7 @@ class MeasuresPanel(QWidget):
             self.angle_cells.append(row)
         outer.addWidget(angles)
 
-        lengths = QGroupBox("Bone lengths")
-        grid = QGridLayout(lengths)
-        grid.setHorizontalSpacing(10)
-        grid.setVerticalSpacing(1)
-        for c, head in enumerate(LENGTH_HEADERS):
-            grid.addWidget(self._header(head), 0, c + 1)
+        lengths, grid = self._table("Bone lengths", LENGTH_HEADERS)
         self.length_cells: list[list[QLabel]] = []
         for f, finger in enumerate(FINGERS):
             grid.addWidget(QLabel(finger), f + 1, 0)
@@ -115,6 +105,16 @@ class MeasuresPanel(QWidget):
         bridge.decoded.connect(self.on_decoded)
         if session.last_decoded is not None:
             self.on_decoded(session.last_decoded)
+
+    def _table(self, title: str, headers) -> tuple[QGroupBox, QGridLayout]:
+        """A titled box whose grid has `headers` over columns 1.. (column 0: the fingers)."""
+        box = QGroupBox(title)
+        grid = QGridLayout(box)
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(1)
+        for c, head in enumerate(headers):
+            grid.addWidget(self._header(head), 0, c + 1)
+        return box, grid
 
     @staticmethod
     def _header(text: str) -> QLabel:
