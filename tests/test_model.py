@@ -321,6 +321,15 @@ def test_prepared_decoder_follows_loaded_weights_and_casts_and_trains_again():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in decoder.parameters())
 
 
+def test_a_move_that_changes_nothing_keeps_the_prepared_parts():
+    """A model switch moves the prepared model to the device it is already on: the parts stay
+    (they cost ~60 ms to build, on the GUI thread there); a real cast still rebuilds them."""
+    decoder = _guided_decoder(9).prepare_for_inference()
+    fold = decoder.start_fold
+    assert decoder.to("cpu").start_fold is fold and decoder.float().start_fold is fold
+    assert decoder.double().start_fold is not fold
+
+
 def test_eval_after_a_fused_adam_step_draws_with_the_new_weights():
     """Validation after a training step (fused Adam, which writes the weights without bumping
     their version counters) draws what a freshly built decoder with those weights draws."""

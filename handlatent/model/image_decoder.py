@@ -247,11 +247,18 @@ class DCGANDecoder(nn.Module):
         return super().train(mode)
 
     def _apply(self, fn, recurse: bool = True) -> DCGANDecoder:  # noqa: ANN001 (torch's)
-        """nn.Module._apply (to, half, cuda, ...), then the prepared parts built anew."""
+        """nn.Module._apply (to, half, cuda, ...), then the prepared parts built anew where a
+        tensor moved or changed type: a `to` that changes nothing (a model switch moving a
+        model already on its device) keeps them, as building them costs ~60 ms."""
+        before = self._tensors_key()
         super()._apply(fn, recurse)
-        if self.prepared:
+        if self.prepared and self._tensors_key() != before:
             self._build_inference_parts()
         return self
+
+    def _tensors_key(self) -> list[tuple]:
+        """Where and as what every weight and statistic is stored."""
+        return [(t.data_ptr(), t.dtype, t.device) for t in (*self.parameters(), *self.buffers())]
 
     def draw(self, z: torch.Tensor, guide: torch.Tensor | None = None
              ) -> dict[str, torch.Tensor]:
