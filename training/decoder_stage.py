@@ -75,12 +75,12 @@ class DecoderStageLoss(nn.Module):
         teach = torch.rand(n, device=image.device) < cfg.teacher
         crop_head = model.image_decoder.crop
         if crop_head is not None:
+            crop = crop_head(z)  # one pass: the guide (no gradient) and the head's terms
             with torch.no_grad():  # what decoding z draws along
-                crop = crop_head(z)
                 guide = project_to_crop(model.decode_pose(z, crop_head.is_right(crop))["xyz"],
                                         crop)
             if labels_uv is not None:
-                terms |= crop_terms(model, z, labels_uv, batch["is_right"].bool())
+                terms |= crop_terms(model, z, crop, labels_uv, batch["is_right"].bool())
                 loss = loss + cfg.w_uv * terms["uv"] + cfg.w_side * terms["side"]
                 guide = torch.where(teach[:, None, None], labels_uv, guide)
         elif model.image_decoder.keypoints is not None and labels_uv is not None:
@@ -111,13 +111,12 @@ class DecoderStageLoss(nn.Module):
         return loss, terms
 
 
-def crop_terms(model: DVAE, z: torch.Tensor, uv: torch.Tensor, is_right: torch.Tensor
-               ) -> dict[str, torch.Tensor]:
-    """The crop head's terms on latents z: "uv", the squared distance of the labels' side's
-    skeleton projected with its crop to the labels' normalised keypoints `uv`, "side" the
-    cross-entropy of its side against `is_right`, and "side_error"."""
+def crop_terms(model: DVAE, z: torch.Tensor, crop: torch.Tensor, uv: torch.Tensor,
+               is_right: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The crop head's terms on latents z given its output `crop`: "uv", the squared distance
+    of the labels' side's skeleton projected with that crop to the labels' normalised
+    keypoints `uv`, "side" the cross-entropy of its side against `is_right`, "side_error"."""
     crop_head = model.image_decoder.crop
-    crop = crop_head(z)
     with torch.no_grad():
         skeleton = model.decode_pose(z, is_right)["xyz"]
     return {"uv": (project_to_crop(skeleton, crop) - uv).square().sum(-1).mean(),
@@ -141,7 +140,7 @@ def train_crop_head(model: DVAE, table: PosteriorTable, cfg: DecoderStageConfig,
         rows = torch.randint(len(uv), (256,), generator=generator)
         mu, logvar = table.table[rows].float().chunk(2, -1)
         z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator)
-        terms = crop_terms(model, z, uv[rows], side[rows])
+        terms = crop_terms(model, z, head(z), uv[rows], side[rows])
         loss = cfg.w_uv * terms["uv"] + cfg.w_side * terms["side"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
